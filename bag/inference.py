@@ -1,0 +1,255 @@
+"""Inference: `Deblurrer` restores images of any size, tiled with image-level normalisation."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from bag.checkpoint import load_generator
+from bag.imageio import load_image, to_pil
+from bag.layers.norm import InstanceNorm, StatisticsRecorder
+from bag.model import Generator, GeneratorOutput
+
+DEFAULT_CHECKPOINT = (
+    Path(__file__).resolve().parent.parent / "checkpoints" / "generator.safetensors"
+)
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MIN_SIDE = 16  # smaller inputs are padded by edge replication, restored, and cropped back
+
+
+class DeblurResult(NamedTuple):
+    """A restored image, its four attention maps and how long the forward pass took."""
+
+    image: Image.Image  # RGB, the size of the (EXIF-oriented) input
+    attention: list[np.ndarray]  # A1..A4, float32 (H, W) in [0, 1] at the input's resolution
+    seconds: float  # wall time of the forward pass(es), synchronised on CUDA
+    input: np.ndarray  # the input as float32 (H, W, 3) in [0, 1], after mode conversion
+    tiles: int  # tiles per pass (1 = one untiled pass)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' -> CUDA when available, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def default_precision(device: torch.device) -> str:
+    """bf16 where the hardware runs it natively (CUDA, CPUs with AVX512-BF16), else fp32.
+
+    Measured on the shipped compact model (bench/precision.py): bf16 stays within about
+    0.1/255 mean absolute difference of fp32 on CPU and GPU.
+    """
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if device.type == "cpu" and torch.cpu._is_avx512_bf16_supported():
+        return "bfloat16"
+    return "float32"
+
+
+def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size `tile` covering [0, length) with at least `overlap` shared."""
+    if length <= tile:
+        return [0]
+    return list(range(0, length - tile, tile - overlap)) + [length - tile]
+
+
+def _ramp(size: int, left: int, right: int) -> torch.Tensor:
+    """Blending weights along one tile axis: linear ramps over the overlaps with its neighbours."""
+    t = torch.arange(size, dtype=torch.float32) + 0.5
+    weight = torch.ones(size)
+    if left > 0:
+        weight = torch.minimum(weight, t / left)
+    if right > 0:
+        weight = torch.minimum(weight, (size - t) / right)
+    return weight.clamp_min(1e-3)
+
+
+@contextmanager
+def _norm_statistics(
+    generator: Generator,
+    statistics: dict[InstanceNorm, tuple[torch.Tensor, torch.Tensor]] | None,
+    recorder: StatisticsRecorder | None,
+) -> Iterator[None]:
+    """Make every InstanceNorm use `statistics` (None: its own) and report to `recorder`."""
+    layers = [m for m in generator.modules() if isinstance(m, InstanceNorm)]
+    try:
+        for layer in layers:
+            layer.statistics = None if statistics is None else statistics[layer]
+            layer.recorder = recorder
+        yield
+    finally:
+        for layer in layers:
+            layer.statistics = None
+            layer.recorder = None
+
+
+class Deblurrer:
+    """Restores photos with a BAG generator, on CPU or CUDA, tiled when they are large.
+
+    Tiled inference normalises every tile with statistics of the whole image (InstanceNorm
+    would otherwise normalise each tile by its own statistics and tiles would not match the
+    untiled result). The statistics come from one untiled pass over the image, downscaled to
+    at most `statistics_pixels` when it is larger: exact up to that size, an estimate above.
+    (Re-measuring them over the tiles with the estimated statistics does not converge: errors
+    in early layers are amplified by later ones.)
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        device: str | torch.device = "auto",
+        tile: int | None = 512,
+        overlap: int = 64,
+        precision: str = "auto",
+        max_pixels: int = 50_000_000,
+        statistics_pixels: int = 4_000_000,
+    ) -> None:
+        if tile is not None and (tile < 64 or tile % 4):
+            raise ValueError(f"tile must be a multiple of 4 and at least 64, got {tile}")
+        if tile is not None and not 0 <= overlap < tile // 2:
+            raise ValueError(f"overlap must be in [0, tile/2), got {overlap} for tile {tile}")
+        self.device = resolve_device(device)
+        self.precision = default_precision(self.device) if precision == "auto" else precision
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be 'auto' or one of {list(PRECISIONS)}")
+        self.generator = generator.to(self.device).eval()
+        self.tile = tile
+        self.overlap = overlap - overlap % 4
+        self.max_pixels = max_pixels
+        self.statistics_pixels = statistics_pixels
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path | None = None, device: str | torch.device = "auto", **kwargs
+    ) -> Deblurrer:
+        """Load a generator checkpoint (None: the one shipped in checkpoints/)."""
+        generator, metadata = load_generator(DEFAULT_CHECKPOINT if path is None else path)
+        deblurrer = cls(generator, device=device, **kwargs)
+        deblurrer.metadata = metadata
+        return deblurrer
+
+    def _autocast(self):
+        if self.precision == "float32":
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @torch.no_grad()
+    def __call__(self, image: Image.Image | np.ndarray | str | Path) -> DeblurResult:
+        """Restore one image (PIL, uint8/uint16/float array or path); see `DeblurResult`."""
+        array = load_image(image, max_pixels=self.max_pixels)
+        height, width = array.shape[:2]
+        x = torch.from_numpy(array).permute(2, 0, 1)[None].to(self.device)  # (1, 3, H, W)
+        if height < MIN_SIDE or width < MIN_SIDE:
+            pad_h, pad_w = max(0, MIN_SIDE - height), max(0, MIN_SIDE - width)
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        self._synchronize()
+        start = time.perf_counter()
+        output, tiles = self.restore(x)
+        self._synchronize()
+        seconds = time.perf_counter() - start
+        restored = output.image[0, :, :height, :width].permute(1, 2, 0).float().cpu().numpy()
+        attention = [
+            self._upsample_map(a, x.shape[-2], x.shape[-1])[:height, :width]
+            for a in output.attention
+        ]
+        return DeblurResult(to_pil(restored), attention, seconds, array, tiles)
+
+    @staticmethod
+    def _upsample_map(attention: torch.Tensor, height: int, width: int) -> np.ndarray:
+        """(1, 1, ceil(H/4), ceil(W/4)) -> float32 (H, W): each value covers a 4x4 input block."""
+        full = F.interpolate(
+            attention.float(), scale_factor=4, mode="bilinear", align_corners=False
+        )
+        return full[0, 0, :height, :width].clamp(0, 1).cpu().numpy()
+
+    @torch.no_grad()
+    def restore(self, x: torch.Tensor) -> tuple[GeneratorOutput, int]:
+        """Restore (1, 3, H, W) in [0, 1] on this device; return the output and the tile count.
+
+        Attention maps stay at the network's resolution (1, 1, ceil(H/4), ceil(W/4)).
+        """
+        height, width = x.shape[-2:]
+        if self.tile is None or (height <= self.tile and width <= self.tile):
+            with self._autocast():
+                output = self.generator(x)
+            return GeneratorOutput(output.image.float(), [a.float() for a in output.attention]), 1
+        # Pad to a multiple of 4 once, as the generator would, so that tiles align with its grid.
+        pad_h, pad_w = (-height) % 4, (-width) % 4
+        padded = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x
+        statistics = self._statistics(padded)
+        image, attention, tiles = self._tiled_pass(padded, statistics)
+        quarter_h, quarter_w = math.ceil(height / 4), math.ceil(width / 4)
+        return (
+            GeneratorOutput(
+                image[..., :height, :width], [a[..., :quarter_h, :quarter_w] for a in attention]
+            ),
+            tiles,
+        )
+
+    def _statistics(self, x: torch.Tensor) -> dict[InstanceNorm, tuple[torch.Tensor, torch.Tensor]]:
+        """InstanceNorm statistics from one pass over a copy of at most `statistics_pixels`."""
+        height, width = x.shape[-2:]
+        scale = min(1.0, math.sqrt(self.statistics_pixels / (height * width)))
+        small = x
+        if scale < 1:
+            size = (max(8, round(height * scale / 4) * 4), max(8, round(width * scale / 4) * 4))
+            small = F.interpolate(x, size=size, mode="area")
+        recorder = StatisticsRecorder()
+        with _norm_statistics(self.generator, None, recorder), self._autocast():
+            self.generator(small)
+        return recorder.statistics()
+
+    def _tiled_pass(
+        self, x: torch.Tensor, statistics: dict[InstanceNorm, tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[torch.Tensor, list[torch.Tensor], int]:
+        """Overlapping tiles of `x` (1, 3, H, W), H and W multiples of 4, blended linearly."""
+        height, width = x.shape[-2:]
+        tile_h, tile_w = min(self.tile, height), min(self.tile, width)
+        rows = _tile_starts(height, tile_h, self.overlap)
+        cols = _tile_starts(width, tile_w, self.overlap)
+        image = torch.zeros(1, 3, height, width, device=x.device)
+        weights = torch.zeros(1, 1, height, width, device=x.device)
+        attention: list[torch.Tensor] = []
+        attention_weights = torch.zeros(1, 1, height // 4, width // 4, device=x.device)
+        for i, y in enumerate(rows):
+            for j, x0 in enumerate(cols):
+                with _norm_statistics(self.generator, statistics, None), self._autocast():
+                    output = self.generator(x[..., y : y + tile_h, x0 : x0 + tile_w])
+                # Ramps span the overlap with each neighbour; no ramp at the image border.
+                top = rows[i - 1] + tile_h - y if i > 0 else 0
+                bottom = y + tile_h - rows[i + 1] if i + 1 < len(rows) else 0
+                left = cols[j - 1] + tile_w - x0 if j > 0 else 0
+                right = x0 + tile_w - cols[j + 1] if j + 1 < len(cols) else 0
+                window = _ramp(tile_h, top, bottom)[:, None] * _ramp(tile_w, left, right)[None]
+                window = window.to(x.device)[None, None]  # (1, 1, tile_h, tile_w)
+                image[..., y : y + tile_h, x0 : x0 + tile_w] += output.image.float() * window
+                weights[..., y : y + tile_h, x0 : x0 + tile_w] += window
+                if not output.attention:
+                    continue
+                small = F.avg_pool2d(window, 4)  # (1, 1, tile_h/4, tile_w/4)
+                if not attention:
+                    attention = [torch.zeros_like(attention_weights) for _ in output.attention]
+                region = (
+                    ...,
+                    slice(y // 4, (y + tile_h) // 4),
+                    slice(x0 // 4, (x0 + tile_w) // 4),
+                )
+                for total, a in zip(attention, output.attention, strict=True):
+                    total[region] += a.float() * small
+                attention_weights[region] += small
+        attention = [a / attention_weights for a in attention]
+        return image / weights, attention, len(rows) * len(cols)

@@ -1,0 +1,260 @@
+"""Training recipe: the TrainConfig dataclass with its presets, the learning-rate schedule, and the
+sampler that makes every epoch's data a pure function of (seed, epoch) on any number of processes.
+
+The training loop itself is the script train/train.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from bag.model import GeneratorConfig
+
+LR_SCHEDULES = ("cosine", "linear-decay")
+CONTENT_LOSSES = ("perceptual", "charbonnier", "l1")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run. The defaults are the `demo` recipe.
+
+    Batch size and steps are per process: under torchrun with N processes an optimiser step
+    sees N * batch_size samples.
+    """
+
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig.compact)
+    # Data: `data` is a GoPro root (ROOT/train/<seq>/{blur,sharp}) or a paired folder
+    # (ROOT/blur, ROOT/sharp); empty = synthetic blur on the built-in sharp sources.
+    data: str = ""
+    blur_version: str = "blur"  # GoPro only: "blur" or "blur_gamma"
+    sources: str = ""  # folder of the user's own sharp photos, added to the built-in sources
+    num_dead_leaves: int = 24  # procedural dead-leaves images among the built-in sources
+    dead_leaves_size: int = 512  # side of each dead-leaves image, pixels
+    crop: int = 192  # training crops are crop x crop pixels
+    batch_size: int = 16
+    steps_per_epoch: int = 500  # optimiser steps per epoch; 0 = one pass over --data
+    epochs: int = 24
+    # Optimisation: AdamW for generator and critic (weight_decay=0 is exactly Adam).
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    lr_schedule: str = "cosine"  # "cosine": warmup then cosine to 0; "linear-decay": the paper's
+    warmup_steps: int = 250  # linear warmup from 0 (both schedules)
+    decay_epochs: int = 150  # linear-decay: the lr falls linearly to 0 over the last N epochs
+    # Losses: L = content_weight * L_C + adversarial_weight * L_GAN, WGAN-GP critic.
+    content_loss: str = "charbonnier"  # "perceptual" (VGG19 conv3_3), "charbonnier" or "l1"
+    frequency_weight: float = 0.1  # L_C += frequency_weight * FFT L1 loss
+    vgg_weights: str = ""  # local VGG19 weights file for the perceptual loss; "" = torch.hub
+    content_weight: float = 1.0
+    adversarial_weight: float = 0.01
+    gp_weight: float = 10.0
+    critic_steps: int = 1  # critic updates per generator update (0: no critic, content only)
+    critic_channels: int = 32  # PatchDiscriminator base_channels
+    critic_layers: int = 3  # PatchDiscriminator num_layers (3: 70x70 patches)
+    # Validation every epoch: a fixed synthetic set (seed 12345), or `val_data` (same layouts
+    # as `data`; GoPro uses its test split), at most val_size images.
+    val_data: str = ""
+    val_size: int = 32
+    val_crop: int = 256
+    # Outputs and runtime.
+    snapshot_every: int = 1  # epochs between generator snapshots (the first and last always)
+    log_every: int = 25  # steps between progress-bar loss updates (each one syncs the device)
+    seed: int = 0
+    device: str = "auto"  # "auto" (CUDA if available), "cpu" or "cuda"
+    amp: bool = True  # bf16 autocast (CUDA, and CPUs with native bf16)
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the generator (the checkpoint stays unwrapped)
+    num_workers: int = -1  # DataLoader workers; -1 = min(8, cpu_count - 1)
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.content_loss not in CONTENT_LOSSES:
+            raise ValueError(
+                f"content_loss must be one of {CONTENT_LOSSES}, got {self.content_loss!r}"
+            )
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.blur_version not in ("blur", "blur_gamma"):
+            raise ValueError(
+                f"blur_version must be 'blur' or 'blur_gamma', got {self.blur_version!r}"
+            )
+        for name in ("epochs", "batch_size", "val_size", "snapshot_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("steps_per_epoch", "warmup_steps", "decay_epochs", "critic_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be at least 0, got {getattr(self, name)}")
+        if self.crop < 16 or self.val_crop < 16:
+            raise ValueError(
+                f"crop and val_crop must be at least 16, got {self.crop}, {self.val_crop}"
+            )
+        if self.critic_steps == 0 and self.adversarial_weight != 0:
+            raise ValueError("critic_steps=0 trains no critic: set adversarial_weight to 0 too")
+        if self.data and self.sources:
+            raise ValueError("sources adds photos to the synthetic data; it cannot go with data")
+        if len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers, got {self.betas!r}")
+
+    @classmethod
+    def demo(cls) -> TrainConfig:
+        """The recipe of the shipped checkpoints: compact generator, synthetic blur, short run."""
+        return cls()
+
+    @classmethod
+    def paper_gopro(cls) -> TrainConfig:
+        """The paper's recipe (§4.1) on GoPro's train split, which `data` must point to."""
+        return cls(
+            generator=GeneratorConfig.paper(),
+            crop=256,
+            batch_size=1,
+            steps_per_epoch=0,
+            epochs=300,
+            lr=1e-4,
+            betas=(0.9, 0.999),
+            lr_schedule="linear-decay",
+            warmup_steps=0,
+            decay_epochs=150,
+            content_loss="perceptual",
+            frequency_weight=0.0,
+            content_weight=100.0,
+            adversarial_weight=1.0,
+            gp_weight=10.0,
+            critic_steps=5,
+            critic_channels=64,
+            critic_layers=3,
+            amp=False,
+            snapshot_every=10,
+            log_every=100,
+        )
+
+    @classmethod
+    def smoke(cls) -> TrainConfig:
+        """A few seconds on a CPU: tiny model, tiny crops, three short epochs (for tests)."""
+        return cls(
+            generator=GeneratorConfig.tiny(),
+            num_dead_leaves=2,
+            dead_leaves_size=96,
+            crop=32,
+            batch_size=2,
+            steps_per_epoch=3,
+            epochs=3,
+            lr=1e-3,
+            warmup_steps=2,
+            critic_steps=2,
+            critic_channels=8,
+            val_size=4,
+            val_crop=48,
+            log_every=1,
+            amp=False,
+            num_workers=0,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, JSON-serialisable (the generator config nested)."""
+        values = dataclasses.asdict(self)
+        values["betas"] = list(self.betas)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Inverse of `to_dict`; unknown keys are an error."""
+        unknown = set(values) - {item.name for item in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        values = dict(values)
+        if "generator" in values:
+            values["generator"] = GeneratorConfig.from_dict(values["generator"])
+        if "betas" in values:
+            values["betas"] = tuple(float(beta) for beta in values["betas"])
+        return cls(**values)
+
+
+def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Learning rate of optimiser step `step` (0-based) in a run of config.epochs epochs.
+
+    Both schedules start with a linear warmup over `warmup_steps`. "linear-decay" (the paper)
+    then holds the rate until the last `decay_epochs` epochs and decays it linearly towards 0;
+    "cosine" follows half a cosine from the full rate to 0 over the remaining steps.
+    """
+    total = config.epochs * steps_per_epoch
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "linear-decay":
+        decay_start = max(config.epochs - config.decay_epochs, 0) * steps_per_epoch
+        decay_start = max(decay_start, config.warmup_steps)
+        if step < decay_start:
+            return config.lr
+        return config.lr * max(total - step, 0) / max(total - decay_start, 1)
+    progress = min((step - config.warmup_steps) / max(total - config.warmup_steps, 1), 1.0)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class EpochSampler(Sampler[int]):
+    """Dataset indices for one process, a pure function of (seed, epoch, rank).
+
+    An epoch is `steps` optimiser steps of `batch_size` samples on each of `world_size`
+    processes. Step s of process r takes positions [s*B*W + r*B, s*B*W + (r+1)*B) of the
+    epoch's order, so N processes with batch B see exactly the batches of one process with
+    batch N*B. The order is either fresh indices (`fresh=True`, for datasets whose items are
+    random draws: epoch e uses items e*P .. (e+1)*P - 1, P = positions per epoch) or a seeded
+    permutation of the `num_items` items (a new one each pass over the data).
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        steps: int,
+        batch_size: int,
+        seed: int,
+        fresh: bool,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if num_items < 1 or steps < 1:
+            raise ValueError(f"need at least one item and one step, got {num_items}, {steps}")
+        self.num_items = num_items
+        self.steps = steps
+        self.batch_size = batch_size
+        self.seed = seed
+        self.fresh = fresh
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 1
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (1-based) whose indices the next iteration yields."""
+        self.epoch = epoch
+
+    def positions_per_epoch(self) -> int:
+        """Samples per epoch over all processes."""
+        return self.steps * self.batch_size * self.world_size
+
+    def __len__(self) -> int:
+        return self.steps * self.batch_size
+
+    def __iter__(self) -> Iterator[int]:
+        per_epoch = self.positions_per_epoch()
+        start = (self.epoch - 1) * per_epoch  # position of this epoch in the whole run
+        permutations: dict[int, np.ndarray] = {}
+        for step in range(self.steps):
+            first = step * self.batch_size * self.world_size + self.rank * self.batch_size
+            for position in range(start + first, start + first + self.batch_size):
+                if self.fresh:
+                    yield position
+                    continue
+                # Pass p over the data is a permutation seeded by (seed, p), so the order does
+                # not depend on how passes and epochs line up.
+                data_pass, offset = divmod(position, self.num_items)
+                if data_pass not in permutations:
+                    rng = np.random.default_rng((self.seed, data_pass))
+                    permutations[data_pass] = rng.permutation(self.num_items)
+                yield int(permutations[data_pass][offset])
