@@ -147,8 +147,8 @@ def load_image(
             raise ValueError(f"{path}: not an image file Pillow can read") from None
         with opened:
             _check_size(opened.width, opened.height, max_pixels, str(path.name))
-            orientation = opened.getexif().get(_ORIENTATION, 1)
             try:
+                orientation = opened.getexif().get(_ORIENTATION, 1)
                 if opened.format in ("PNG", "TIFF") and opened.mode in ("RGB", "RGBA"):
                     colour = _sixteen_bit_colour(path)
                     if colour is not None:

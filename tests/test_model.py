@@ -1,0 +1,122 @@
+"""Contract tests of the generator and its blocks: shapes, ranges, gradients, presets, ablations."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from bag import Generator, GeneratorConfig, count_parameters
+from bag.layers import DenseBlock, InstanceNorm, SpatialAttention
+
+ABLATIONS = {
+    "plain": dict(block="plain", spatial_attention=False),
+    "model1": dict(block="residual", spatial_attention=False),
+    "model2": dict(norm="batch", spatial_attention=False),
+    "model3": dict(spatial_attention=False),
+    "model4": dict(multi_level_residual=False),
+    "bag": dict(),
+}
+
+
+@pytest.mark.parametrize("size", [(8, 8), (13, 17), (31, 9), (64, 48)])
+def test_shapes_and_ranges_for_odd_sizes(size):
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig.tiny()).eval()
+    x = torch.rand(2, 3, *size)
+    with torch.no_grad():
+        out = generator(x)
+    assert out.image.shape == x.shape
+    assert 0 <= out.image.min() and out.image.max() <= 1
+    assert len(out.attention) == 4
+    for a in out.attention:
+        assert a.shape == (2, 1, -(-size[0] // 4), -(-size[1] // 4))
+        assert 0 <= a.min() and a.max() <= 1
+
+
+def test_rejects_too_small_and_wrong_channels():
+    generator = Generator(GeneratorConfig.tiny())
+    with pytest.raises(ValueError, match="at least 8x8"):
+        generator(torch.rand(1, 3, 7, 20))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        generator(torch.rand(1, 4, 16, 16))
+
+
+def test_every_parameter_receives_a_gradient():
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig.tiny())
+    out = generator(torch.rand(2, 3, 20, 24))
+    (out.image.mean() + sum(a.mean() for a in out.attention)).backward()
+    for name, parameter in generator.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_parameter_counts_of_presets():
+    assert 10_000_000 <= count_parameters(Generator(GeneratorConfig.paper())) <= 13_000_000
+    compact = count_parameters(Generator(GeneratorConfig.compact()))
+    assert 300_000 <= compact <= 2_000_000
+    assert count_parameters(Generator(GeneratorConfig.tiny())) < 50_000
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_ablation_variants(name):
+    torch.manual_seed(0)
+    config = dataclasses.replace(GeneratorConfig.tiny(), **ABLATIONS[name])
+    generator = Generator(config).eval()
+    with torch.no_grad():
+        out = generator(torch.rand(1, 3, 18, 22))
+    assert out.image.shape == (1, 3, 18, 22)
+    assert len(out.attention) == (4 if config.spatial_attention else 0)
+    norms = [m for m in generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bool(norms) == (config.norm == "batch")
+
+
+def test_multi_level_residual_changes_the_function():
+    torch.manual_seed(0)
+    multi = Generator(GeneratorConfig.tiny()).eval()
+    ordinary = Generator(dataclasses.replace(GeneratorConfig.tiny(), multi_level_residual=False))
+    ordinary.load_state_dict(multi.state_dict())
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert not torch.allclose(multi(x).image, ordinary.eval()(x).image)
+
+
+def test_config_validation_and_round_trip():
+    config = GeneratorConfig.compact()
+    assert GeneratorConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="block"):
+        GeneratorConfig(block="transformer")
+    with pytest.raises(ValueError, match="unknown"):
+        GeneratorConfig.from_dict({**config.to_dict(), "depth": 3})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.base_channels = 3
+
+
+def test_dense_block_keeps_width_and_sees_all_earlier_outputs():
+    block = DenseBlock(in_channels=8, growth_rate=5, num_layers=3, norm="instance")
+    assert [layer[0].in_channels for layer in block.layers] == [8, 13, 18]
+    assert block.fusion[0].in_channels == 23
+    assert block(torch.rand(1, 8, 9, 11)).shape == (1, 8, 9, 11)
+
+
+def test_spatial_attention_is_eq3():
+    torch.manual_seed(0)
+    sau = SpatialAttention()
+    x = torch.randn(2, 6, 10, 12)
+    pooled = torch.cat([x.max(1, keepdim=True).values, x.mean(1, keepdim=True)], 1)
+    expected = torch.sigmoid(
+        torch.nn.functional.conv2d(pooled, sau.conv.weight, sau.conv.bias, padding=3)
+    )
+    torch.testing.assert_close(sau(x), expected)
+
+
+def test_instance_norm_matches_torch_and_uses_supplied_statistics():
+    torch.manual_seed(0)
+    ours, reference = InstanceNorm(5), torch.nn.InstanceNorm2d(5, affine=True)
+    with torch.no_grad():
+        ours.weight.normal_()
+        ours.bias.normal_()
+    reference.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 5, 7, 9)
+    torch.testing.assert_close(ours(x), reference(x))
+    ours.statistics = (torch.zeros(2, 5), torch.ones(2, 5) - ours.eps)
+    torch.testing.assert_close(ours(x), x * ours.weight[:, None, None] + ours.bias[:, None, None])
