@@ -36,21 +36,29 @@ def unwrap(module: nn.Module) -> nn.Module:
             return module
 
 
-def save_generator(generator: nn.Module, path: str | Path, metadata: dict[str, Any]) -> Path:
+def save_generator(
+    generator: nn.Module,
+    path: str | Path,
+    metadata: dict[str, Any],
+    dtype: torch.dtype | None = None,
+) -> Path:
     """Write `generator`'s weights, config and `metadata` (JSON-serialisable) to `path`.
 
-    The file is written next to its destination and renamed into place, so a crash never
-    leaves a half-written checkpoint behind.
+    `dtype` (e.g. torch.float16) stores floating-point weights at lower precision, for small
+    snapshots; loading casts them back to float32. The file is written next to its destination
+    and renamed into place, so a crash never leaves a half-written checkpoint behind.
     """
     generator = unwrap(generator)
     if not isinstance(generator, Generator):
         raise TypeError(f"expected a bag Generator, got {type(generator).__name__}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        name: tensor.detach().to("cpu").contiguous()
-        for name, tensor in generator.state_dict().items()
-    }
+    tensors = {}
+    for name, tensor in generator.state_dict().items():
+        tensor = tensor.detach().to("cpu")
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        tensors[name] = tensor.contiguous()
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -78,3 +78,14 @@ def test_weights_that_do_not_match_the_config(tmp_path, generator):
 
 def test_error_is_a_value_error():
     assert issubclass(CheckpointError, ValueError)
+
+
+def test_half_precision_snapshots_load_as_float32(tmp_path, generator):
+    full = save_generator(generator, tmp_path / "full.safetensors", {})
+    half = save_generator(generator, tmp_path / "half.safetensors", {}, dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded, _ = load_generator(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert (loaded(x).image - generator(x).image).abs().max() < 0.01
