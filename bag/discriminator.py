@@ -58,5 +58,8 @@ class PatchDiscriminator(nn.Module):
         return receptive_field(self.num_layers)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Score map (B, 1, h, w) for images (B, C, H, W) in [0, 1]; higher means more real."""
+        """Score map (B, 1, h, w) for images (B, C, H, W) in [0, 1]; higher means more real.
+
+        With the default 3 layers h = H/8 - 2 (H a multiple of 8), so H and W must be >= 24.
+        """
         return self.layers(image * 2.0 - 1.0)
