@@ -4,8 +4,11 @@ from bag.checkpoint import CheckpointError, load_generator, save_generator
 from bag.discriminator import PatchDiscriminator
 from bag.inference import Deblurrer, DeblurResult
 from bag.model import Generator, GeneratorConfig, GeneratorOutput, count_parameters
+from bag.synthesis import BlurSample, BlurSettings, synthesize_blur
 
 __all__ = [
+    "BlurSample",
+    "BlurSettings",
     "CheckpointError",
     "DeblurResult",
     "Deblurrer",
@@ -16,4 +19,5 @@ __all__ = [
     "count_parameters",
     "load_generator",
     "save_generator",
+    "synthesize_blur",
 ]

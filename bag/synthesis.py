@@ -47,9 +47,9 @@ class BlurSettings:
     path_wobble: float = 1.5
     """Largest random deviation of the path's velocity from its mean velocity (relative);
     each path draws its own wobble in [0, path_wobble], skewed to small: 0 = straight pans."""
-    max_rotation_deg: float = 1.0
+    max_rotation_deg: float = 1.5
     """Largest in-plane camera rotation over the exposure, about a random centre."""
-    max_zoom: float = 0.02
+    max_zoom: float = 0.03
     """Largest relative scale change over the exposure (camera moving forward or back)."""
     still_probability: float = 0.1
     """Chance that the camera does not move at all (then only the layers move, if any)."""
@@ -105,9 +105,8 @@ class BlurSample(NamedTuple):
 
 @dataclass(frozen=True)
 class _Motion:
-    """A smooth rigid motion p -> s(t) R(a(t)) (p - centre) + centre + path(t), t in [0, 1].
-
-    Identity at t = 0.5 (the sharp frame)."""
+    """A smooth motion p -> s(t) R(a(t)) (p - centre) + centre + path(t), t in [0, 1]
+    (translation, rotation and scale); the identity at t = 0.5 (the sharp frame)."""
 
     path: np.ndarray  # (_FINE_SAMPLES, 2) xy offsets, path[mid] == 0
     centre: np.ndarray  # (2,) xy
@@ -316,6 +315,37 @@ def _standard_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.nda
     return np.take(_normal_quantiles(), rng.integers(0, 65536, shape, dtype=np.uint16))
 
 
+def _fill_holes(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """Copy of the (H, W, C) image with `hole` ((H, W) bool) filled by a smooth continuation
+    of the colours around it (push-pull: average known pixels down a pyramid, blend back up)."""
+    rows, columns = np.nonzero(hole.any(axis=1))[0], np.nonzero(hole.any(axis=0))[0]
+    if len(rows) == 0:
+        return image
+    height, width = hole.shape
+    y0, y1 = max(0, rows[0] - 16), min(height, rows[-1] + 17)
+    x0, x1 = max(0, columns[0] - 16), min(width, columns[-1] + 17)
+    crop_hole = hole[y0:y1, x0:x1]
+    known = (~crop_hole).astype(np.float32)
+    sums = [image[y0:y1, x0:x1] * known[..., None]]
+    weights = [known]
+    while min(weights[-1].shape) > 1 and weights[-1].min() <= 0:
+        size = (max(1, weights[-1].shape[1] // 2), max(1, weights[-1].shape[0] // 2))
+        sums.append(cv2.resize(sums[-1], size, interpolation=cv2.INTER_AREA))
+        weights.append(cv2.resize(weights[-1], size, interpolation=cv2.INTER_AREA))
+    estimate = sums[-1] / np.maximum(weights[-1], 1e-6)[..., None]
+    # Back up the pyramid to level 1; where a level saw enough known pixels, keep its average.
+    for level_sums, level_weights in zip(sums[-2:0:-1], weights[-2:0:-1], strict=True):
+        size = (level_weights.shape[1], level_weights.shape[0])
+        coarse = cv2.resize(estimate, size, interpolation=cv2.INTER_LINEAR)
+        coverage = np.minimum(level_weights * 4.0, 1.0)[..., None]
+        own = level_sums / np.maximum(level_weights, 1e-6)[..., None]
+        estimate = coverage * own + (1.0 - coverage) * coarse
+    estimate = cv2.resize(estimate, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    filled = image.copy()
+    np.copyto(filled[y0:y1, x0:x1], estimate.reshape(sums[0].shape), where=crop_hole[..., None])
+    return filled
+
+
 def _warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], border: int) -> np.ndarray:
     """Render `image` moved by matrix (source -> destination pixels) into a (h, w) canvas."""
     return cv2.warpAffine(
@@ -357,21 +387,20 @@ def synthesize_blur(
     background = linear
     layer_sources = []
     if layers:
-        # What a moving layer uncovers: a shifted copy of the image, only where a layer is fully
-        # opaque in the sharp frame (so the middle sub-frame still equals the input exactly).
-        offset = rng.uniform(0.3, 0.7, size=2) * np.array([width, height])
-        offset *= rng.choice([-1.0, 1.0], size=2)
-        shifted = _warp(
-            linear,
-            np.array([[1, 0, offset[0]], [0, 1, offset[1]]]),
-            (width, height),
-            cv2.BORDER_REFLECT,
-        )
+        # What a moving layer uncovers: a smooth continuation of the background around it,
+        # only where a layer is fully opaque in the sharp frame (so the middle sub-frame still
+        # equals the input exactly). (A shifted copy of the image would draw random outlines.)
+        interior = np.zeros((height, width), bool)
+        for layer in layers:
+            x0, y0, x1, y1 = layer.box
+            interior[y0:y1, x0:x1] |= layer.alpha >= 1.0
+        background = _fill_holes(linear, interior)
         covered = np.zeros((height, width), bool)  # interiors of the layers above, top-down
         for layer in reversed(layers):
             x0, y0, x1, y1 = layer.box
+            # A layer's own content, except where a layer above hides it: there, what is behind.
             content = np.where(
-                covered[y0:y1, x0:x1, None], shifted[y0:y1, x0:x1], linear[y0:y1, x0:x1]
+                covered[y0:y1, x0:x1, None], background[y0:y1, x0:x1], linear[y0:y1, x0:x1]
             )
             # Premultiplied linear RGB, and the transparency (1 - alpha) in the 4th channel.
             premultiplied = content * layer.alpha[..., None]
@@ -379,7 +408,6 @@ def synthesize_blur(
             layer_sources.append(premultiplied)
             covered[y0:y1, x0:x1] |= layer.alpha >= 1.0
         layer_sources.reverse()
-        background = np.where(covered[..., None], shifted, linear)
 
     # Per layer: sub-frame maps (camera o own motion), the output box that holds it in every
     # sub-frame, and its extent where it is the visible (alpha >= 0.5) scene point.
