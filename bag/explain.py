@@ -333,20 +333,22 @@ def _progressive_blur_attribution(
     steps: int,
     batch_size: int,
 ) -> torch.Tensor:
-    """LAM path integral from blur(x, sigma) to x with sigma decreasing linearly to 0.
+    """LAM path integral from blur(x, sigma) to x, sigma decreasing linearly to 0: (1, 3, h, w).
 
-    sum_i grad(path_i) * (path_i - path_{i-1}), gradients at the right end of each step as in
-    LAM's reference code. Returns (1, 3, h, w).
+    Trapezoidal rule, sum_i (g_{i-1} + g_i) / 2 * (path_i - path_{i-1}) with g the gradient
+    of the objective; LAM's reference code uses right endpoints (g_i), which needs about
+    twice the steps for the same completeness gap.
     """
     sigmas = np.linspace(sigma, 0.0, steps + 1)
     path = torch.cat([gaussian_blur(x, float(s)) for s in sigmas])  # (steps + 1, 3, h, w)
-    total = torch.zeros_like(x)
-    for first in range(1, steps + 1, batch_size):
-        last = min(first + batch_size, steps + 1)
-        points = path[first:last].detach().requires_grad_(True)
-        (gradients,) = torch.autograd.grad(objective(points).sum(), points)
-        total += (gradients * (path[first:last] - path[first - 1 : last - 1])).sum(0, keepdim=True)
-    return total
+    gradients = torch.empty_like(path)
+    for first in range(0, steps + 1, batch_size):
+        points = path[first : first + batch_size].detach().requires_grad_(True)
+        (gradients[first : first + batch_size],) = torch.autograd.grad(
+            objective(points).sum(), points
+        )
+    middle = (gradients[1:] + gradients[:-1]) / 2  # (steps, 3, h, w)
+    return (middle * (path[1:] - path[:-1])).sum(0, keepdim=True)
 
 
 def explain_patch(

@@ -221,3 +221,18 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             sharp_features = self.features((sharp - self.mean) / self.std)
         return F.mse_loss(restored_features, sharp_features)
+
+
+def attention_loss(
+    attention: torch.Tensor, blur_extent: torch.Tensor, scale_px: float = 8.0
+) -> torch.Tensor:
+    """BCE between an attention map (B, 1, h, w) and min(blur extent / scale_px, 1).
+
+    `blur_extent` (B, 1, H, W) in pixels is average-pooled to the map's resolution (h, w) =
+    (ceil(H/4), ceil(W/4)). Computed in float32 (autocast-safe).
+    """
+    target = F.adaptive_avg_pool2d(blur_extent.float(), attention.shape[-2:])
+    target = (target / scale_px).clamp(0, 1)
+    # Written out: F.binary_cross_entropy refuses to run under CUDA autocast.
+    probability = attention.float().clamp(1e-6, 1 - 1e-6)
+    return -(target * probability.log() + (1 - target) * (1 - probability).log()).mean()

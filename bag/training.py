@@ -38,12 +38,12 @@ class TrainConfig:
     sources: str = ""  # folder of the user's own sharp photos, added to the built-in sources
     num_dead_leaves: int = 24  # procedural dead-leaves images among the built-in sources
     dead_leaves_size: int = 512  # side of each dead-leaves image, pixels
-    crop: int = 192  # training crops are crop x crop pixels
+    crop: int = 128  # training crops are crop x crop pixels
     batch_size: int = 16
-    steps_per_epoch: int = 500  # optimiser steps per epoch; 0 = one pass over --data
-    epochs: int = 24
+    steps_per_epoch: int = 400  # optimiser steps per epoch; 0 = one pass over --data
+    epochs: int = 15
     # Optimisation: AdamW for generator and critic (weight_decay=0 is exactly Adam).
-    lr: float = 2e-4
+    lr: float = 4e-4
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     lr_schedule: str = "cosine"  # "cosine": warmup then cosine to 0; "linear-decay": the paper's
@@ -54,6 +54,11 @@ class TrainConfig:
     frequency_weight: float = 0.1  # L_C += frequency_weight * FFT L1 loss
     vgg_weights: str = ""  # local VGG19 weights file for the perceptual loss; "" = torch.hub
     content_weight: float = 1.0
+    # Weak supervision of the last attention map A4 with the true blur extent of synthetic data
+    # (BCE against min(extent / attention_scale_px, 1) at A4's resolution). Not in the paper,
+    # whose maps learn only through the restoration loss; 0 turns it off.
+    attention_weight: float = 0.05
+    attention_scale_px: float = 8.0
     adversarial_weight: float = 0.01
     gp_weight: float = 10.0
     critic_steps: int = 1  # critic updates per generator update (0: no critic, content only)
@@ -65,7 +70,7 @@ class TrainConfig:
     val_size: int = 32
     val_crop: int = 256
     # Outputs and runtime.
-    snapshot_every: int = 1  # epochs between generator snapshots (the first and last always)
+    snapshot_every: int = 2  # epochs between generator snapshots (the first and last always)
     log_every: int = 25  # steps between progress-bar loss updates (each one syncs the device)
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA if available), "cpu" or "cuda"
@@ -125,6 +130,7 @@ class TrainConfig:
             decay_epochs=150,
             content_loss="perceptual",
             frequency_weight=0.0,
+            attention_weight=0.0,
             content_weight=100.0,
             adversarial_weight=1.0,
             gp_weight=10.0,

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw
 
 COLORMAPS = ("inferno", "viridis", "magma", "turbo", "gray")  # offered in the app
@@ -79,6 +80,17 @@ def overlay(
     heat = heatmap(values, colormap).astype(np.float32)
     opacity = float(np.clip(opacity, 0.0, 1.0))
     return (base * (1.0 - opacity) + heat * opacity + 0.5).astype(np.uint8)
+
+
+def weighted_overlay(
+    image: np.ndarray, values: np.ndarray, colormap: str = "inferno", max_opacity: float = 0.85
+) -> np.ndarray:
+    """Blend the heatmap of `values` (H, W) in [0, 1] over `image` with a per-pixel opacity
+    of max_opacity * sqrt(value): pixels with no attribution show the image unchanged."""
+    base = to_uint8(image).astype(np.float32)
+    heat = heatmap(values, colormap).astype(np.float32)
+    alpha = max_opacity * np.sqrt(np.clip(np.nan_to_num(values), 0.0, 1.0))[..., None]
+    return (base * (1.0 - alpha) + heat * alpha + 0.5).astype(np.uint8)
 
 
 def draw_box(
@@ -189,6 +201,7 @@ def validation_curves(
             axes.plot(epochs, values, linestyle="--", color="gray", label="blurred input")
         if marked_epoch is not None:
             axes.axvline(marked_epoch, color="tab:red", linewidth=1, alpha=0.6, label="shown epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_title(f"validation {title}")
         axes.set_xlabel("epoch")
         axes.grid(alpha=0.3)

@@ -235,3 +235,16 @@ def test_perceptual_loss_zero_on_identical_positive_otherwise():
     assert all(p.grad is None for p in loss.parameters())
     loss.train()
     assert not loss.features.training
+
+
+def test_attention_loss_prefers_maps_that_follow_the_blur():
+    from bag.losses import attention_loss
+
+    extent = torch.zeros(1, 1, 16, 16)
+    extent[..., :, 8:] = 20.0  # right half blurred by 20 px
+    follows = torch.full((1, 1, 4, 4), 0.02)
+    follows[..., :, 2:] = 0.98
+    opposite = 1 - follows
+    assert attention_loss(follows, extent) < 0.1 < attention_loss(opposite, extent)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert attention_loss(follows.bfloat16(), extent).dtype == torch.float32

@@ -1,0 +1,269 @@
+"""train/train.py and bag/training.py: the files a run writes, resume equivalence, CLI overrides,
+the learning-rate schedules and the epoch sampler."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bag.checkpoint import load_generator
+from bag.model import GeneratorConfig
+from bag.training import EpochSampler, TrainConfig, learning_rate
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "train" / "train.py"
+SMOKE = TrainConfig.smoke()
+LOSSES = ("g_total", "content", "adversarial", "critic", "gp")
+SCORES = ("val_psnr", "val_ssim", "val_psnr_blurred", "val_ssim_blurred")
+
+
+def train_command(out: Path, *flags: str) -> list[str]:
+    return [sys.executable, str(SCRIPT), "--preset", "smoke", "--out", str(out), *flags]
+
+
+def run_train(out: Path, *flags: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        train_command(out, *flags), capture_output=True, text=True, env=env, timeout=300
+    )
+    if check:
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def read_metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def without_timing(records: list[dict]) -> list[dict]:
+    return [
+        {k: v for k, v in r.items() if k not in ("seconds", "samples_per_second")} for r in records
+    ]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One uninterrupted smoke run, the reference for the other tests."""
+    out = tmp_path_factory.mktemp("smoke")
+    return out, run_train(out)
+
+
+def test_smoke_run_writes_every_file(smoke_run):
+    out, result = smoke_run
+    config = json.loads((out / "config.json").read_text())
+    assert config["preset"] == "smoke"
+    assert TrainConfig.from_dict(config["train"]) == SMOKE
+    assert config["world_size"] == 1 and config["steps_per_epoch"] == SMOKE.steps_per_epoch
+    assert config["data"]["kind"] == "synthetic" and config["validation"]["size"] == SMOKE.val_size
+
+    records = read_metrics(out)
+    assert [r["epoch"] for r in records] == list(range(1, SMOKE.epochs + 1))
+    assert [r["step"] for r in records] == [
+        epoch * SMOKE.steps_per_epoch for epoch in range(1, SMOKE.epochs + 1)
+    ]
+    for record in records:
+        assert set(record["losses"]) == set(LOSSES)
+        values = [*record["losses"].values(), *(record[k] for k in SCORES), record["lr"]]
+        assert all(math.isfinite(v) for v in values), record
+        assert record["seconds"] > 0 and record["samples_per_second"] > 0
+        assert 0 < record["val_ssim"] <= 1
+    # The validation set is fixed: the blurred inputs score the same every epoch.
+    assert len({r["val_psnr_blurred"] for r in records}) == 1
+
+    snapshots = sorted((out / "snapshots").glob("*.safetensors"))
+    assert [p.name for p in snapshots] == [
+        f"epoch-{epoch:03d}.safetensors" for epoch in range(1, SMOKE.epochs + 1)
+    ]
+    for record, path in zip(records, snapshots, strict=True):
+        generator, metadata = load_generator(path)
+        assert generator.config == SMOKE.generator
+        assert metadata["epoch"] == record["epoch"]
+        assert metadata["val_psnr"] == pytest.approx(record["val_psnr"])
+    final = load_file(out / "generator.safetensors")
+    assert_same_tensors(final, load_file(snapshots[-1]))
+    first = load_file(snapshots[0])
+    assert any(not torch.equal(first[name], final[name]) for name in final), "nothing trained"
+
+    state = torch.load(out / "resume.pt", map_location="cpu", weights_only=True)
+    assert state["epoch"] == SMOKE.epochs and state["step"] == records[-1]["step"]
+    assert_same_tensors(state["generator"], final)
+    assert without_timing(state["metrics"]) == without_timing(records)
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert "Training finished" in result.stdout
+
+
+def test_stopped_and_resumed_run_is_bit_identical(smoke_run, tmp_path):
+    reference, _ = smoke_run
+    out = tmp_path / "run"
+    stopped = run_train(out, "--stop-after-epoch", "1")
+    assert "resume with --resume" in stopped.stdout
+    assert len(read_metrics(out)) == 1 and not (out / "generator.safetensors").exists()
+    resumed = run_train(out, "--resume")
+    assert "resuming after epoch 1" in resumed.stdout
+    assert_same_tensors(
+        load_file(out / "generator.safetensors"), load_file(reference / "generator.safetensors")
+    )
+    state = torch.load(out / "resume.pt", weights_only=True)
+    reference_state = torch.load(reference / "resume.pt", weights_only=True)
+    assert_same_tensors(state["critic"], reference_state["critic"])
+    assert without_timing(read_metrics(out)) == without_timing(read_metrics(reference))
+
+
+def test_killed_run_resumes_to_the_same_weights(smoke_run, tmp_path):
+    reference, _ = smoke_run
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        train_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "resume.pt").exists() and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)  # while it ends epoch 1's files or trains epoch 2
+    assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (out / "generator.safetensors").exists()
+    assert "resuming after epoch" in run_train(out, "--resume").stdout
+    assert_same_tensors(
+        load_file(out / "generator.safetensors"), load_file(reference / "generator.safetensors")
+    )
+    assert without_timing(read_metrics(out)) == without_timing(read_metrics(reference))
+
+
+def test_overrides_on_the_command_line_reach_the_run(tmp_path):
+    out = tmp_path / "run"
+    flags = ("--epochs", "1", "--crop", "40", "--batch-size", "3", "--amp", "--growth-rate", "6")
+    run_train(out, *flags)
+    config = TrainConfig.from_dict(json.loads((out / "config.json").read_text())["train"])
+    expected = dataclasses.replace(
+        SMOKE,
+        epochs=1,
+        crop=40,
+        batch_size=3,
+        amp=True,
+        generator=dataclasses.replace(SMOKE.generator, growth_rate=6),
+    )
+    assert config == expected
+    generator, _ = load_generator(out / "generator.safetensors")
+    assert generator.config.growth_rate == 6
+    (record,) = read_metrics(out)
+    assert all(math.isfinite(v) for v in record["losses"].values())  # bf16 autocast on CPU
+
+
+def test_refuses_to_overwrite_a_run_without_resume(smoke_run):
+    out, _ = smoke_run
+    result = run_train(out, check=False)
+    assert result.returncode == 2 and "already holds a run" in result.stderr
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("train_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parser_maps_every_flag_to_a_config_field():
+    script = load_script()
+    parser = script.build_parser()
+    args = parser.parse_args(
+        ["--preset", "smoke", "--out", "x", "--lr", "3e-4", "--betas", "0.5", "0.99",
+         "--no-compile", "--content-loss", "l1", "--model", "compact", "--no-spatial-attention"]
+    )  # fmt: skip
+    config = script.resolve_config(args, script.PRESETS[args.preset]())
+    assert config == dataclasses.replace(
+        SMOKE,
+        lr=3e-4,
+        betas=(0.5, 0.99),
+        compile=False,
+        content_loss="l1",
+        generator=dataclasses.replace(GeneratorConfig.compact(), spatial_attention=False),
+    )
+    args = parser.parse_args(["--out", "x", "--lr-schedule", "step"])
+    with pytest.raises(ValueError, match="lr_schedule"):
+        script.resolve_config(args, TrainConfig.demo())
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--out", "x", "--epochs", "three"])
+
+
+def test_train_config_round_trips_and_checks_values():
+    for config in (TrainConfig.demo(), TrainConfig.paper_gopro(), TrainConfig.smoke()):
+        assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert TrainConfig.paper_gopro().generator == GeneratorConfig.paper()
+    with pytest.raises(ValueError, match="unknown"):
+        TrainConfig.from_dict({"learning_rate": 1e-3})
+    with pytest.raises(ValueError, match="content_loss"):
+        TrainConfig(content_loss="vgg")
+    with pytest.raises(ValueError, match="adversarial_weight"):
+        TrainConfig(critic_steps=0)
+
+
+def test_paper_schedule_holds_then_decays_linearly_to_zero():
+    config = TrainConfig.paper_gopro()  # 300 epochs, decay over the last 150, no warmup
+    steps = 10
+    rates = [learning_rate(config, step, steps) for step in range(300 * steps)]
+    assert set(rates[: 150 * steps]) == {config.lr}
+    decay = rates[150 * steps :]
+    assert all(a > b for a, b in zip(decay, decay[1:], strict=False))
+    assert decay[0] == pytest.approx(config.lr) and 0 < decay[-1] < config.lr / 1000
+    assert decay[75 * steps] == pytest.approx(config.lr / 2)
+
+
+def test_cosine_schedule_warms_up_then_falls_to_zero():
+    config = dataclasses.replace(TrainConfig.demo(), epochs=4, warmup_steps=20)
+    steps = 50
+    rates = [learning_rate(config, step, steps) for step in range(4 * steps)]
+    assert rates[0] == pytest.approx(config.lr / 20) and rates[19] == pytest.approx(config.lr)
+    assert all(a < b for a, b in zip(rates[:20], rates[1:20], strict=False))
+    after = rates[19:]
+    assert all(a >= b for a, b in zip(after, after[1:], strict=False))
+    assert rates[-1] < config.lr * 1e-3
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_sampler_shards_exactly_like_one_big_batch(fresh):
+    steps, batch, items = 5, 4, 1000 if fresh else 7
+
+    def epoch_indices(epoch: int, world: int) -> list[list[int]]:
+        samplers = [
+            EpochSampler(items, steps, batch // world, 0, fresh, rank=rank, world_size=world)
+            for rank in range(world)
+        ]
+        for sampler in samplers:
+            sampler.set_epoch(epoch)
+        return [list(sampler) for sampler in samplers]
+
+    (single,) = epoch_indices(2, 1)
+    first, second = epoch_indices(2, 2)
+    merged = []
+    for step in range(steps):  # step s of the big batch = rank 0's step s + rank 1's step s
+        merged += first[2 * step : 2 * step + 2] + second[2 * step : 2 * step + 2]
+    assert merged == single
+    assert epoch_indices(2, 1) == [single]  # a pure function of (seed, epoch, rank)
+    (epoch_1,) = epoch_indices(1, 1)
+    assert epoch_1 != single
+    if fresh:  # fresh draws: no index is ever reused
+        assert not set(single) & set(epoch_1)
+    else:  # seeded permutations: each pass over the data sees every item once
+        run = epoch_1 + single
+        passes = [run[start : start + items] for start in range(0, len(run) - items + 1, items)]
+        assert all(sorted(p) == list(range(items)) for p in passes)
+        assert len({tuple(p) for p in passes}) == len(passes)
