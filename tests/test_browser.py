@@ -74,6 +74,11 @@ def test_click_on_the_restored_image_explains_that_patch(page):
     page.get_by_role("tab", name="Explain").click()
     view = page.locator("#explain-restored img")
     view.wait_for(state="visible")
+    # The view must show the latest result (the cached example, 56 px wide) before the click:
+    # a click on the previous picture would be answered and then cleared by the new result.
+    page.wait_for_function(
+        "document.querySelector('#explain-restored img')?.naturalWidth === 56", timeout=60_000
+    )
     box = view.bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
     page.wait_for_selector("#ig-map img", timeout=60_000)

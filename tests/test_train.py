@@ -98,7 +98,10 @@ def test_smoke_run_writes_every_file(smoke_run):
         assert metadata["epoch"] == record["epoch"]
         assert metadata["val_psnr"] == pytest.approx(record["val_psnr"])
     final = load_file(out / "generator.safetensors")
-    assert_same_tensors(final, load_file(snapshots[-1]))
+    # Snapshots are stored in half precision (they only feed the attention-evolution view).
+    assert_same_tensors(
+        {name: tensor.half() for name, tensor in final.items()}, load_file(snapshots[-1])
+    )
     first = load_file(snapshots[0])
     assert any(not torch.equal(first[name], final[name]) for name in final), "nothing trained"
 
