@@ -41,7 +41,7 @@ class TrainConfig:
     crop: int = 128  # training crops are crop x crop pixels
     batch_size: int = 16
     steps_per_epoch: int = 400  # optimiser steps per epoch; 0 = one pass over --data
-    epochs: int = 15
+    epochs: int = 14
     # Optimisation: AdamW for generator and critic (weight_decay=0 is exactly Adam).
     lr: float = 4e-4
     betas: tuple[float, float] = (0.9, 0.999)
@@ -59,7 +59,7 @@ class TrainConfig:
     # whose maps learn only through the restoration loss; 0 turns it off.
     attention_weight: float = 0.05
     attention_scale_px: float = 8.0
-    adversarial_weight: float = 0.01
+    adversarial_weight: float = 0.001
     gp_weight: float = 10.0
     critic_steps: int = 1  # critic updates per generator update (0: no critic, content only)
     critic_channels: int = 32  # PatchDiscriminator base_channels
