@@ -655,6 +655,21 @@ class ExplorerApp:
         return validation_curves(records, epoch) if records else None
 
 
+def map_row(kind: str, label: str) -> list[gr.Image]:
+    """A row of four lossless image outputs, one per attention map, with ids `{kind}-A1`..."""
+    with gr.Row():
+        return [
+            gr.Image(
+                label=label.format(name=name),
+                format="png",
+                interactive=False,
+                elem_id=f"{kind}-{name}",
+                elem_classes=["map-image"],
+            )
+            for name in MODULE_NAMES
+        ]
+
+
 def build_demo(
     deblurrer: Deblurrer | None = None,
     *,
@@ -782,28 +797,8 @@ def build_demo(
                     elem_id="attention-colorbar",
                     buttons=[],
                 )
-                with gr.Row():
-                    heatmaps = [
-                        gr.Image(
-                            label=f"{name} heatmap",
-                            format="png",
-                            interactive=False,
-                            elem_id=f"heatmap-{name}",
-                            elem_classes=["map-image"],
-                        )
-                        for name in MODULE_NAMES
-                    ]
-                with gr.Row():
-                    overlays = [
-                        gr.Image(
-                            label=f"{name} over the input",
-                            format="png",
-                            interactive=False,
-                            elem_id=f"overlay-{name}",
-                            elem_classes=["map-image"],
-                        )
-                        for name in MODULE_NAMES
-                    ]
+                heatmaps = map_row("heatmap", "{name} heatmap")
+                overlays = map_row("overlay", "{name} over the input")
                 stats = gr.Markdown("Restore an image to see its attention maps.")
 
             with gr.Tab("Training evolution", id="evolution"):

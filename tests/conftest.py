@@ -101,6 +101,20 @@ def app_deblurrer(app_files: AppFiles) -> Deblurrer:
     )
 
 
+def build_test_demo(app_files: AppFiles, deblurrer: Deblurrer):
+    """The app's Blocks on the stand-in files (not launched)."""
+    import app
+
+    return app.build_demo(
+        deblurrer,
+        snapshots_dir=app_files.snapshots,
+        metrics_path=app_files.metrics,
+        model_card_path=app_files.model_card,
+        examples_dir=app_files.examples,
+        examples_cache_dir=app_files.examples_cache,
+    )
+
+
 def free_port() -> int:
     """A TCP port that was free a moment ago on 127.0.0.1."""
     with socket.socket() as probe:
@@ -113,14 +127,7 @@ def app_url(app_files: AppFiles, app_deblurrer: Deblurrer):
     """The app served on a free local port for the whole session; yields its URL."""
     import app
 
-    demo = app.build_demo(
-        app_deblurrer,
-        snapshots_dir=app_files.snapshots,
-        metrics_path=app_files.metrics,
-        model_card_path=app_files.model_card,
-        examples_dir=app_files.examples,
-        examples_cache_dir=app_files.examples_cache,
-    )
+    demo = build_test_demo(app_files, app_deblurrer)
     demo.queue(default_concurrency_limit=1)
     options = app.launch_options() | {"allowed_paths": [str(app_files.examples)]}
     _, url, _ = demo.launch(

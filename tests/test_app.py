@@ -11,7 +11,7 @@ import gradio as gr
 import httpx
 import numpy as np
 import pytest
-from conftest import APP_MAX_PIXELS, save_png, smooth_photo
+from conftest import APP_MAX_PIXELS, build_test_demo, save_png, smooth_photo
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -247,14 +247,7 @@ def test_main_reports_a_missing_checkpoint_in_one_line(tmp_path, capsys):
 
 
 def test_about_tab_renders_the_model_card_without_front_matter(app_files, app_deblurrer):
-    demo = app.build_demo(
-        app_deblurrer,
-        snapshots_dir=app_files.snapshots,
-        metrics_path=app_files.metrics,
-        model_card_path=app_files.model_card,
-        examples_dir=app_files.examples,
-        examples_cache_dir=app_files.examples_cache,
-    )
+    demo = build_test_demo(app_files, app_deblurrer)
     texts = [
         str(c.get("props", {}).get("value"))
         for c in demo.get_config_file()["components"]
