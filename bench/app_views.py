@@ -1,0 +1,116 @@
+"""App-view benchmark: time of the Training-evolution view and of one Explain click.
+
+    .venv/bin/python bench/app_views.py [--checkpoint PATH] [--snapshots DIR] [--json OUT]
+
+Targets (issue: the app): the evolution view (every shipped snapshot on a 1280x720 photo, at the
+app's default downscale) under 15 s, and an attribution with the app's default settings under
+10 s, both on 2 CPU cores. Uses a real 1280x720 GoPro frame from ../shared/data when it is there,
+else a synthetic blurred photo of the same size. Each measurement is repeated and the median kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bag import load_generator  # noqa: E402
+from bag.explain import (  # noqa: E402
+    AttributionSettings,
+    attention_evolution,
+    explain_patch,
+    find_snapshots,
+)
+from bag.imageio import load_image  # noqa: E402
+from bag.inference import DEFAULT_CHECKPOINT  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+EVOLUTION_MAX_SIDE = 512  # the app's default (app.EVOLUTION_MAX_SIDE)
+
+
+def photo() -> tuple[np.ndarray, str]:
+    """A 1280x720 blurred photo: a real GoPro frame if present, else synthetic blur."""
+    frames = sorted((SHARED / "gopro" / "blur").glob("GOPR*.png"))
+    if frames:
+        return load_image(frames[0]), frames[0].name
+    from skimage import data, transform
+
+    from bag.synthesis import synthesize_blur
+
+    sharp = transform.resize(data.astronaut() / 255.0, (720, 1280), anti_aliasing=True)
+    return synthesize_blur(sharp, np.random.default_rng(0)).blurred, "synthetic astronaut"
+
+
+def median_seconds(run, repeats: int) -> float:
+    """Median wall-clock seconds of `repeats` calls of `run` (after one warm-up call)."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--snapshots", type=Path, default=ROOT / "checkpoints" / "snapshots")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    image, source = photo()
+    snapshots = find_snapshots(args.snapshots)
+    if not snapshots:
+        raise SystemExit(f"error: no epoch-NNN.safetensors snapshots in {args.snapshots}")
+    generator, _ = load_generator(args.checkpoint)
+    generator.eval()
+    settings = AttributionSettings()
+    height, width = image.shape[:2]
+
+    evolution = median_seconds(
+        lambda: attention_evolution(image, snapshots, max_side=EVOLUTION_MAX_SIDE), args.repeats
+    )
+    explain = median_seconds(
+        lambda: explain_patch(lambda x: generator(x).image, image, (width / 2, height / 2)),
+        args.repeats,
+    )
+    report = {
+        "image": f"{source} ({width}x{height})",
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "evolution": {
+            "snapshots": len(snapshots),
+            "max_side": EVOLUTION_MAX_SIDE,
+            "median_seconds": round(evolution, 2),
+            "target_seconds": 15,
+        },
+        "explain": {
+            "settings": {
+                "patch_size": settings.patch_size,
+                "crop_size": settings.crop_size,
+                "steps": settings.steps,
+            },
+            "median_seconds": round(explain, 2),
+            "target_seconds": 10,
+        },
+    }
+    print(json.dumps(report, indent=2))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
