@@ -66,6 +66,12 @@ class BlurSettings:
     std * sqrt(0.25 + 1.5 x) (read noise + shot noise), added in sRGB after blurring."""
     gamma: float = 2.2
     """sRGB -> linear exponent for averaging sub-frames (1.0 averages the sRGB values)."""
+    srgb_average_probability: float = 0.0
+    """Chance that a sample averages its sub-frames in sRGB (gamma 1, as GoPro's `blur` frames
+    were made) instead of with `gamma` (as `blur_gamma` and real cameras). Linear-light
+    averaging brightens the blurred image (by about 0.013 on average with the defaults), which a
+    model can learn as a cue; mixing both removes it. Drawn only when positive, so 0 leaves
+    every seeded sample as it was."""
 
     def __post_init__(self) -> None:
         if self.sub_frames < 1 or self.sub_frames % 2 == 0:
@@ -86,6 +92,10 @@ class BlurSettings:
             raise ValueError("path_wobble, max_rotation_deg and max_zoom must be >= 0")
         if self.layer_rotation_deg < 0 or self.gamma <= 0:
             raise ValueError("layer_rotation_deg must be >= 0 and gamma > 0")
+        if not 0 <= self.srgb_average_probability <= 1:
+            raise ValueError(
+                f"srgb_average_probability must be in [0, 1], got {self.srgb_average_probability}"
+            )
 
     @property
     def margin_px(self) -> int:
@@ -359,6 +369,9 @@ def synthesize_blur(
     """Blur a sharp float RGB (H, W, 3) image in [0, 1] with random non-uniform motion."""
     sharp = _check_image(sharp)
     height, width = sharp.shape[:2]
+    gamma = settings.gamma
+    if settings.srgb_average_probability > 0 and rng.random() < settings.srgb_average_probability:
+        gamma = 1.0
     camera = _camera_motion(rng, height, width, settings)
     layers = []
     for _ in range(int(rng.integers(0, settings.max_layers + 1))):
@@ -380,7 +393,7 @@ def synthesize_blur(
 
     # Linear-light RGB with a spare 4th channel (cv2 warps 4 channels faster than 3).
     linear = np.empty((height, width, 4), np.float32)
-    linear[..., :3] = cv2.pow(sharp, settings.gamma) if settings.gamma != 1 else sharp
+    linear[..., :3] = cv2.pow(sharp, gamma) if gamma != 1 else sharp
     linear[..., 3] = 0.0
     extent = _path_length_map(camera_maps, (0, 0, width, height))
 
@@ -455,8 +468,8 @@ def synthesize_blur(
         cv2.add(accumulated, frame, dst=accumulated)
     blurred = accumulated[..., :3] * np.float32(1.0 / len(times))
     np.clip(blurred, 0.0, 1.0, out=blurred)
-    if settings.gamma != 1:
-        blurred = cv2.pow(blurred, 1.0 / settings.gamma)
+    if gamma != 1:
+        blurred = cv2.pow(blurred, 1.0 / gamma)
 
     noise_std = rng.uniform(*settings.noise_std)
     if noise_std > 0:

@@ -197,6 +197,22 @@ def test_linear_light_averaging_differs_from_srgb_averaging(image):
     assert linear.blurred.mean() > srgb.blurred.mean() + 0.005
 
 
+def test_srgb_average_probability_mixes_the_two_averagings(image):
+    def brightening(probability: float, seed: int) -> float:
+        settings = camera_only(20.0, srgb_average_probability=probability)
+        sample = synthesize_blur(image, np.random.default_rng(seed), settings)
+        return float(sample.blurred.mean() - sample.sharp.mean())
+
+    linear = [brightening(0.0, seed) for seed in range(8)]
+    srgb = [brightening(1.0, seed) for seed in range(8)]
+    mixed = [brightening(0.5, seed) for seed in range(8)]
+    assert min(linear) > max(srgb) + 0.005  # linear light always brightens, sRGB does not
+    assert any(abs(m - b) < 1e-3 for m, b in zip(mixed, srgb, strict=True))
+    assert any(m > max(srgb) + 0.005 for m in mixed)
+    with pytest.raises(ValueError, match="srgb_average_probability"):
+        BlurSettings(srgb_average_probability=1.5)
+
+
 def test_default_blur_sizes_cover_real_camera_shake():
     """The defaults must reach GoPro-size blur (tens of px), not only a few px."""
     image = dead_leaves((64, 64), np.random.default_rng(1))

@@ -410,11 +410,13 @@ def main(argv: list[str] | None = None) -> None:
         )
         user_images = folder_images(config.sources) if config.sources else []
         per_epoch = steps_per_epoch * config.batch_size * world_size
+        blur = BlurSettings(srgb_average_probability=config.blur_srgb_probability)
         dataset = SyntheticPairs(
             sources + user_images,
             crop=config.crop,
             length=config.epochs * per_epoch,
             seed=config.seed,
+            settings=blur,
         )
         sampler = EpochSampler(
             len(dataset),
@@ -431,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
             "dead_leaves": config.num_dead_leaves,
             "user_folder": config.sources or None,
             "user_images": len(user_images),
-            "blur": dataclasses.asdict(BlurSettings()),
+            "blur": dataclasses.asdict(blur),
         }
     num_workers = (
         config.num_workers if config.num_workers >= 0 else min(8, (os.cpu_count() or 2) - 1)
