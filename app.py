@@ -359,12 +359,13 @@ class ExplorerApp:
             raise gr.Error(_readable(error, path, name)) from None
         folder = self.new_output_dir()
         stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(name).stem)[:60]
-        blurred_path = folder / f"{stem or 'image'}-input.png"
-        restored_path = folder / f"{stem or 'image'}-restored.png"
+        stem = stem or "image"
+        blurred_path = folder / f"{stem}-input.png"
+        restored_path = folder / f"{stem}-restored.png"
         Image.fromarray(to_uint8(result.input)).save(blurred_path, compress_level=3)
         result.image.save(restored_path, compress_level=3)
         summary = summarize_attention(result.attention, ATTENTION_MAX_SIDE)
-        attention_path = save_attention(folder / f"{stem or 'image'}-attention.npz", summary)
+        attention_path = save_attention(folder / f"{stem}-attention.npz", summary)
         height, width = result.input.shape[:2]
         tiles = f" in {result.tiles} tiles" if result.tiles > 1 else ""
         info = (
@@ -414,7 +415,7 @@ class ExplorerApp:
     # Attention ------------------------------------------------------------------------------
 
     def show_result(self, slider: Any, attention_file: Any, colormap: str, opacity: float) -> tuple:
-        """Attention pictures and stats, and the Explain tab's images, for a restore result."""
+        """Attention heatmaps, overlays, colour bar and stats table for a restore result."""
         found = self.payload_path(attention_file)
         paths = self.slider_paths(slider)
         if found is None or paths is None:

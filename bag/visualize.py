@@ -73,24 +73,30 @@ def heatmap(values: np.ndarray, colormap: str = "inferno") -> np.ndarray:
 
 
 def overlay(
-    image: np.ndarray, values: np.ndarray, colormap: str = "inferno", opacity: float = 0.6
+    image: np.ndarray,
+    values: np.ndarray,
+    colormap: str = "inferno",
+    opacity: float | np.ndarray = 0.6,
 ) -> np.ndarray:
-    """Blend the heatmap of `values` (H, W) in [0, 1] over `image` (H, W, 3); uint8 out."""
+    """Blend the heatmap of `values` (H, W) in [0, 1] over `image` (H, W, 3); uint8 out.
+
+    `opacity` is one number or a per-pixel (H, W) map, in [0, 1].
+    """
     base = to_uint8(image).astype(np.float32)
     heat = heatmap(values, colormap).astype(np.float32)
-    opacity = float(np.clip(opacity, 0.0, 1.0))
-    return (base * (1.0 - opacity) + heat * opacity + 0.5).astype(np.uint8)
+    alpha = np.clip(np.asarray(opacity, dtype=np.float32), 0.0, 1.0)
+    if alpha.ndim == 2:
+        alpha = alpha[..., None]  # (H, W, 1): broadcast over RGB
+    return (base * (1.0 - alpha) + heat * alpha + 0.5).astype(np.uint8)
 
 
 def weighted_overlay(
     image: np.ndarray, values: np.ndarray, colormap: str = "inferno", max_opacity: float = 0.85
 ) -> np.ndarray:
-    """Blend the heatmap of `values` (H, W) in [0, 1] over `image` with a per-pixel opacity
-    of max_opacity * sqrt(value): pixels with no attribution show the image unchanged."""
-    base = to_uint8(image).astype(np.float32)
-    heat = heatmap(values, colormap).astype(np.float32)
-    alpha = max_opacity * np.sqrt(np.clip(np.nan_to_num(values), 0.0, 1.0))[..., None]
-    return (base * (1.0 - alpha) + heat * alpha + 0.5).astype(np.uint8)
+    """`overlay` with a per-pixel opacity of max_opacity * sqrt(value): pixels with no
+    attribution show the image unchanged."""
+    opacity = max_opacity * np.sqrt(np.clip(np.nan_to_num(values), 0.0, 1.0))
+    return overlay(image, values, colormap, opacity)
 
 
 def draw_box(

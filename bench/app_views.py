@@ -4,8 +4,9 @@
 
 Targets (issue: the app): the evolution view (every shipped snapshot on a 1280x720 photo, at the
 app's default downscale) under 15 s, and an attribution with the app's default settings under
-10 s, both on 2 CPU cores. Uses a real 1280x720 GoPro frame from ../shared/data when it is there,
-else a synthetic blurred photo of the same size. Each measurement is repeated and the median kept.
+10 s, both on 2 CPU cores. The photo is bench/inference.py's: a real GoPro frame from
+../shared/data when it is there, else a smooth pattern, at 1280x720. Each measurement is
+repeated and the median kept.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,24 +31,10 @@ from bag.explain import (  # noqa: E402
     explain_patch,
     find_snapshots,
 )
-from bag.imageio import load_image  # noqa: E402
 from bag.inference import DEFAULT_CHECKPOINT  # noqa: E402
+from bench.inference import test_image  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
 EVOLUTION_MAX_SIDE = 512  # the app's default (app.EVOLUTION_MAX_SIDE)
-
-
-def photo() -> tuple[np.ndarray, str]:
-    """A 1280x720 blurred photo: a real GoPro frame if present, else synthetic blur."""
-    frames = sorted((SHARED / "gopro" / "blur").glob("GOPR*.png"))
-    if frames:
-        return load_image(frames[0]), frames[0].name
-    from skimage import data, transform
-
-    from bag.synthesis import synthesize_blur
-
-    sharp = transform.resize(data.astronaut() / 255.0, (720, 1280), anti_aliasing=True)
-    return synthesize_blur(sharp, np.random.default_rng(0)).blurred, "synthetic astronaut"
 
 
 def median_seconds(run, repeats: int) -> float:
@@ -70,7 +56,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    image, source = photo()
+    image, source = test_image(720, 1280)
     snapshots = find_snapshots(args.snapshots)
     if not snapshots:
         raise SystemExit(f"error: no epoch-NNN.safetensors snapshots in {args.snapshots}")

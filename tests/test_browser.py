@@ -4,19 +4,17 @@ cached example, and a click on the restored image that produces attribution maps
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import save_png, smooth_photo
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+
+from screenshot_app import CHROMIUM_ARGS  # noqa: E402  (the same flags as the README screenshot)
+
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = [
     pytest.mark.browser,

@@ -87,6 +87,18 @@ def test_overlay_opacity_blends_between_image_and_heatmap():
     assert (overlay(image, values, "magma", 1.0) == heatmap(values, "magma")).all()
 
 
+def test_weighted_overlay_leaves_unattributed_pixels_unchanged():
+    from bag.visualize import weighted_overlay
+
+    image = np.full((2, 2, 3), 0.5, dtype=np.float32)
+    values = np.array([[0.0, 1.0], [0.25, 1.0]])
+    blended = weighted_overlay(image, values, "magma", max_opacity=1.0)
+    assert (blended[0, 0] == 128).all()  # no attribution: the image
+    assert (blended[0, 1] == heatmap(values, "magma")[0, 1]).all()  # full: the heatmap
+    half = overlay(image, values, "magma", 0.5)  # sqrt(0.25) = 0.5
+    assert (blended[1, 0] == half[1, 0]).all()
+
+
 def test_draw_box_outlines_outside_the_box_only():
     image = np.zeros((20, 20, 3), dtype=np.uint8)
     boxed = draw_box(image, (5, 6, 10, 12), (255, 0, 0), thickness=1)

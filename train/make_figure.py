@@ -25,10 +25,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python train/make_figure.py`
 
+from bag.data import PairedFolder  # noqa: E402
 from bag.imageio import load_image  # noqa: E402
 from bag.inference import Deblurrer  # noqa: E402
 from bag.metrics import psnr  # noqa: E402
-from bag.sources import IMAGE_SUFFIXES  # noqa: E402
 from bag.visualize import heatmap  # noqa: E402
 
 
@@ -66,15 +66,14 @@ def window(attention: np.ndarray, crop: int, center: bool) -> tuple[int, int, in
     return int(tops[row]), int(lefts[column]), size_h, size_w
 
 
-def rows(args: argparse.Namespace) -> list[tuple[str, Path, Path | None]]:
-    """(name, blurred path, sharp path or None) for every requested image."""
+def rows(args: argparse.Namespace) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(name, blurred, sharp or None) for every requested image, (H, W, 3) floats in [0, 1]."""
     found = []
     for root in args.pairs:
-        for blurred in sorted((root / "blur").iterdir()):
-            sharp = root / "sharp" / blurred.name
-            if blurred.suffix.lower() in IMAGE_SUFFIXES and sharp.is_file():
-                found.append((blurred.stem, blurred, sharp))
-    found += [(photo.stem, photo, None) for photo in args.photos]
+        for item in PairedFolder(root):
+            blurred, sharp = (item[key].permute(1, 2, 0).numpy() for key in ("blurred", "sharp"))
+            found.append((Path(item["name"]).stem, blurred, sharp))
+    found += [(photo.stem, load_image(photo), None) for photo in args.photos]
     if not found:
         raise SystemExit("error: no images: give --pairs DIR and/or --photos FILE ...")
     return found
@@ -86,11 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     items = rows(args)
     figure = Figure(figsize=(4 * 3.0, len(items) * 3.15))
     titles = ("blurred", "restored", "sharp", "A4 (0 to 1)")
-    for index, (name, blurred_path, sharp_path) in enumerate(items):
-        blurred = load_image(blurred_path)  # (H, W, 3) float in [0, 1]
+    for index, (name, blurred, sharp) in enumerate(items):
         result = deblurrer(blurred)
         restored = np.asarray(result.image, dtype=np.float64) / 255.0
-        sharp = load_image(sharp_path) if sharp_path else None
         top, left, size_h, size_w = window(result.attention[3], args.crop, args.center)
         crop = np.s_[top : top + size_h, left : left + size_w]
         cells = [blurred[crop], restored[crop], None if sharp is None else sharp[crop]]
