@@ -35,6 +35,34 @@ def _skimage_photos_uint8() -> tuple[np.ndarray, ...]:
     return photos
 
 
+@functools.lru_cache(maxsize=1)
+def _skimage_greyscale_uint8() -> tuple[np.ndarray, ...]:
+    import skimage.data
+
+    # The 512x512 greyscale photos and natural textures bundled with the package. The smaller
+    # ones (coins, page, text) are left out: crops of them would need upscaling, i.e. softening.
+    photos = (
+        skimage.data.camera(),
+        skimage.data.brick(),
+        skimage.data.grass(),
+        skimage.data.gravel(),
+        skimage.data.moon(),
+    )
+    for photo in photos:
+        photo.setflags(write=False)
+    return photos
+
+
+def skimage_greyscale_photos() -> list[np.ndarray]:
+    """scikit-image's greyscale photos and textures (camera, brick, grass, gravel, moon) as
+    grey RGB, float32 (H, W, 3) in [0, 1]: more natural edges and textures than the five colour
+    photos hold."""
+    return [
+        np.repeat(photo[..., None].astype(np.float32) / 255.0, 3, axis=-1)
+        for photo in _skimage_greyscale_uint8()
+    ]
+
+
 def skimage_photos() -> list[np.ndarray]:
     """The natural colour photos shipped inside scikit-image (astronaut, chelsea, coffee,
     rocket, motorcycle), float32 (H, W, 3) in [0, 1]."""
@@ -212,7 +240,10 @@ def default_sources(
     rng: np.random.Generator,
     num_dead_leaves: int = 24,
     size: int | tuple[int, int] = (512, 512),
+    greyscale_photos: bool = False,
 ) -> list[np.ndarray]:
-    """The built-in sharp sources: scikit-image's photos plus `num_dead_leaves` dead-leaves
-    images of `size` (side or (h, w)) drawn from `rng`."""
-    return skimage_photos() + [dead_leaves(size, rng) for _ in range(num_dead_leaves)]
+    """The built-in sharp sources: scikit-image's colour photos (and its greyscale ones if
+    `greyscale_photos`) plus `num_dead_leaves` dead-leaves images of `size` (side or (h, w))
+    drawn from `rng`."""
+    photos = skimage_photos() + (skimage_greyscale_photos() if greyscale_photos else [])
+    return photos + [dead_leaves(size, rng) for _ in range(num_dead_leaves)]

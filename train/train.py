@@ -407,6 +407,7 @@ def main(argv: list[str] | None = None) -> None:
             np.random.default_rng(config.seed),
             num_dead_leaves=config.num_dead_leaves,
             size=config.dead_leaves_size,
+            greyscale_photos=config.greyscale_photos,
         )
         user_images = folder_images(config.sources) if config.sources else []
         per_epoch = steps_per_epoch * config.batch_size * world_size
@@ -431,6 +432,7 @@ def main(argv: list[str] | None = None) -> None:
             "kind": "synthetic",
             "built_in_sources": len(sources),
             "dead_leaves": config.num_dead_leaves,
+            "greyscale_photos": config.greyscale_photos,
             "user_folder": config.sources or None,
             "user_images": len(user_images),
             "blur": dataclasses.asdict(blur),
