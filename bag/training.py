@@ -36,12 +36,12 @@ class TrainConfig:
     data: str = ""
     blur_version: str = "blur"  # GoPro only: "blur" or "blur_gamma"
     sources: str = ""  # folder of the user's own sharp photos, added to the built-in sources
-    greyscale_photos: bool = False  # add scikit-image's greyscale photos to the built-in sources
+    greyscale_photos: bool = True  # add scikit-image's greyscale photos to the built-in sources
     num_dead_leaves: int = 24  # procedural dead-leaves images among the built-in sources
     dead_leaves_size: int = 512  # side of each dead-leaves image, pixels
     # Share of synthetic training samples averaged in sRGB instead of linear light (see
     # BlurSettings.srgb_average_probability); validation keeps the default blur.
-    blur_srgb_probability: float = 0.0
+    blur_srgb_probability: float = 0.5
     crop: int = 128  # training crops are crop x crop pixels
     batch_size: int = 16
     steps_per_epoch: int = 400  # optimiser steps per epoch; 0 = one pass over --data
