@@ -270,3 +270,28 @@ def test_sampler_shards_exactly_like_one_big_batch(fresh):
         passes = [run[start : start + items] for start in range(0, len(run) - items + 1, items)]
         assert all(sorted(p) == list(range(items)) for p in passes)
         assert len({tuple(p) for p in passes}) == len(passes)
+
+
+THREADS_PROBE = """
+import importlib.util, os, sys
+spec = importlib.util.spec_from_file_location("train_script", sys.argv[1])
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+import torch
+print(os.environ["OMP_NUM_THREADS"], os.environ.get("MKL_NUM_THREADS"), torch.get_num_threads())
+"""
+
+
+@pytest.mark.parametrize(("user_value", "expected"), [(None, "1 1 1"), ("2", "2 None 2")])
+def test_thread_pools_start_narrow_unless_the_user_set_them(user_value, expected):
+    # Forked data workers inherit the pools; the script narrows them before torch is imported.
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    if user_value:
+        env["OMP_NUM_THREADS"] = user_value
+    result = subprocess.run(
+        [sys.executable, "-c", THREADS_PROBE, str(SCRIPT)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    assert result.stdout.strip() == expected
