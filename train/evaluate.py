@@ -217,6 +217,9 @@ def evaluate_one(
         "restored_psnr": psnr(restored, sharp),
         "restored_ssim": ssim(restored, sharp),
         "seconds": float(result.seconds),
+        # Mean brightness minus the sharp image's: a learnt global shift shows up here.
+        "blurred_mean_offset": float(blurred.mean() - sharp.mean()),
+        "restored_mean_offset": float(restored.mean() - sharp.mean()),
     }
     record["psnr_gain"] = record["restored_psnr"] - record["blurred_psnr"]
     record["ssim_gain"] = record["restored_ssim"] - record["blurred_ssim"]
@@ -263,7 +266,7 @@ def _mean(values: list[float]) -> float:
 def summarise(records: list[dict]) -> dict:
     """Means over images of every scalar metric."""
     keys = ("blurred_psnr", "blurred_ssim", "restored_psnr", "restored_ssim")
-    keys += ("psnr_gain", "ssim_gain", "seconds")
+    keys += ("psnr_gain", "ssim_gain", "blurred_mean_offset", "restored_mean_offset", "seconds")
     mean = {key: _mean([r[key] for r in records]) for key in keys}
     if records and "blurred_fraction" in records[0]:
         mean["blurred_fraction"] = _mean([r["blurred_fraction"] for r in records])
