@@ -46,7 +46,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def default_precision(device: torch.device) -> str:
     """fp32 on CUDA; bf16 on CPUs with native bf16 (AVX512-BF16), else fp32.
 
-    Measured with bench/inference.py on the shipped compact model: on a CPU bf16 is about 1.4x
+    Measured with bench/inference.py on compact models: on a 2-core CPU bf16 is about 1.4x
     faster than fp32 and within 0.05/255 of it; on an H200 fp32 was already the fastest
     (1280x720 in 7.6 ms, bf16 9.1 ms, fp16 8.9 ms), so reduced precision buys nothing there.
     """

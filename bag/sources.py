@@ -15,6 +15,13 @@ from bag.imageio import load_image
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def _read_only(*photos: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The cached photos, protected from callers that would write into them."""
+    for photo in photos:
+        photo.setflags(write=False)
+    return photos
+
+
 @functools.lru_cache(maxsize=1)
 def _skimage_photos_uint8() -> tuple[np.ndarray, ...]:
     import skimage.data
@@ -23,16 +30,13 @@ def _skimage_photos_uint8() -> tuple[np.ndarray, ...]:
     # and nothing that the package would have to download). The right motorcycle view is left
     # out: it nearly repeats the left one.
     left, _, _ = skimage.data.stereo_motorcycle()
-    photos = (
+    return _read_only(
         skimage.data.astronaut(),
         skimage.data.chelsea(),
         skimage.data.coffee(),
         skimage.data.rocket(),
         left,
     )
-    for photo in photos:
-        photo.setflags(write=False)
-    return photos
 
 
 @functools.lru_cache(maxsize=1)
@@ -41,16 +45,13 @@ def _skimage_greyscale_uint8() -> tuple[np.ndarray, ...]:
 
     # The 512x512 greyscale photos and natural textures bundled with the package. The smaller
     # ones (coins, page, text) are left out: crops of them would need upscaling, i.e. softening.
-    photos = (
+    return _read_only(
         skimage.data.camera(),
         skimage.data.brick(),
         skimage.data.grass(),
         skimage.data.gravel(),
         skimage.data.moon(),
     )
-    for photo in photos:
-        photo.setflags(write=False)
-    return photos
 
 
 def skimage_greyscale_photos() -> list[np.ndarray]:

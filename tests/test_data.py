@@ -14,7 +14,13 @@ import torch
 from PIL import Image
 
 from bag.data import GoProDataset, PairedFolder, SyntheticPairs, read_extent, read_image
-from bag.sources import dead_leaves, default_sources, folder_images, skimage_photos
+from bag.sources import (
+    dead_leaves,
+    default_sources,
+    folder_images,
+    skimage_greyscale_photos,
+    skimage_photos,
+)
 from bag.synthesis import BlurSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,6 +89,18 @@ def test_folder_images_reads_and_downscales(tmp_path):
         folder_images(empty)
     with pytest.raises(ValueError, match="not a folder"):
         folder_images(tmp_path / "missing")
+
+
+def test_skimage_greyscale_photos_are_grey_rgb_and_join_the_sources_on_request():
+    photos = skimage_greyscale_photos()
+    assert len(photos) == 5
+    for photo in photos:
+        assert photo.shape == (512, 512, 3) and photo.dtype == np.float32
+        assert (photo[..., 0] == photo[..., 2]).all() and photo.std() > 0.05
+    sources = default_sources(np.random.default_rng(0), 1, 48, greyscale_photos=True)
+    assert len(sources) == len(skimage_photos()) + 5 + 1
+    photos[0][0, 0] = 2.0  # a copy: the cached originals stay as they were
+    assert skimage_greyscale_photos()[0].max() <= 1.0
 
 
 def test_default_sources_adds_dead_leaves():
