@@ -130,8 +130,8 @@ def test_stopped_and_resumed_run_is_bit_identical(smoke_run, tmp_path):
     assert without_timing(read_metrics(out)) == without_timing(read_metrics(reference))
 
 
-def test_spawned_data_workers_give_the_same_run(smoke_run, tmp_path):
-    # Workers are spawned with one-thread pools; the items, and so the weights, must not change.
+def test_data_workers_give_the_same_run(smoke_run, tmp_path):
+    # Workers run with one-thread pools; the items, and so the weights, must not change.
     reference, _ = smoke_run
     out = tmp_path / "workers"
     run_train(out, "--num-workers", "2")
@@ -283,13 +283,26 @@ def test_sampler_shards_exactly_like_one_big_batch(fresh):
         assert len({tuple(p) for p in passes}) == len(passes)
 
 
-def test_data_workers_are_spawned_with_one_thread_pools(monkeypatch):
-    script = load_script()
-    for variable in script.WORKER_THREAD_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
-    context = script.spawn_context_for_workers()
-    assert context.get_start_method() == "spawn"
-    assert all(os.environ[variable] == "1" for variable in script.WORKER_THREAD_VARIABLES)
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice wins
-    script.spawn_context_for_workers()
-    assert os.environ["OMP_NUM_THREADS"] == "3"
+THREADS_PROBE = """
+import importlib.util, os, sys
+spec = importlib.util.spec_from_file_location("train_script", sys.argv[1])
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+import torch
+print(os.environ["OMP_NUM_THREADS"], os.environ.get("MKL_NUM_THREADS"), torch.get_num_threads())
+"""
+
+
+@pytest.mark.parametrize(("user_value", "expected"), [(None, "1 1 1"), ("2", "2 None 2")])
+def test_thread_pools_start_narrow_unless_the_user_set_them(user_value, expected):
+    # Forked data workers inherit the pools; the script narrows them before torch is imported.
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    if user_value:
+        env["OMP_NUM_THREADS"] = user_value
+    result = subprocess.run(
+        [sys.executable, "-c", THREADS_PROBE, str(SCRIPT)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    assert result.stdout.strip() == expected

@@ -27,7 +27,6 @@ import argparse
 import dataclasses
 import io
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -36,12 +35,23 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
-from tqdm import tqdm
+# DataLoader workers are forked copies of this process, each with OpenMP and BLAS thread pools
+# as wide as the machine: on a 16-core GPU machine 14 workers x 16 busy-waiting threads made
+# 36 samples/s, one thread each made 360. So every pool starts with one thread, unless the user
+# set OMP_NUM_THREADS, and main() gives torch's pool back to the training process on a CPU.
+# (Spawned workers would not need this, but each gets a pickled copy of every source image:
+# 8.5 s to the first batch and +450 MB here with 4 workers, against 0.3 s when forked.)
+THREADS_SET_BY_USER = "OMP_NUM_THREADS" in os.environ
+if not THREADS_SET_BY_USER:
+    for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_variable, "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run as `python train/train.py`
@@ -266,25 +276,17 @@ def validate(generator: Generator, pairs, device: torch.device, autocast) -> dic
 # ----------------------------------------------------------------------------- files
 
 
-# Thread pools of the data workers. Forked workers inherit the parent's OpenMP and BLAS pools,
-# as wide as the machine: on a 16-core GPU machine 14 workers x 16 busy-waiting threads made
-# 36 samples/s; with one thread per pool, 360. Workers are therefore spawned (fresh processes)
-# with one-thread pools, which leaves this process's own pools, and so its numerics, as they are.
-WORKER_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+def single_threaded_data() -> None:
+    """OpenCV on one thread, before any DataLoader worker is forked.
 
-
-def single_threaded_worker(worker_id: int) -> None:
-    """worker_init_fn: OpenCV on one thread too (safe in a spawned worker, unlike a forked one)."""
+    Many workers with many threads each oversubscribe the cores, and calling
+    cv2.setNumThreads inside a forked worker deadlocks (the parent's thread pool does not
+    survive the fork), so it is set once in the parent and inherited. torch already runs each
+    worker on one thread.
+    """
     import cv2
 
     cv2.setNumThreads(1)
-
-
-def spawn_context_for_workers() -> multiprocessing.context.BaseContext:
-    """The 'spawn' context, with one-thread pools in the environment the workers will inherit."""
-    for variable in WORKER_THREAD_VARIABLES:
-        os.environ.setdefault(variable, "1")
-    return multiprocessing.get_context("spawn")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -377,8 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     is_main = rank == 0
     use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-    if use_cuda and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(1)  # the GPU computes; idle OpenMP threads would spin on the cores
+    if not THREADS_SET_BY_USER:  # see the top of the file: a CPU run computes on every core
+        torch.set_num_threads(1 if use_cuda else len(os.sched_getaffinity(0)))
     if use_cuda:
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
@@ -451,12 +453,8 @@ def main(argv: list[str] | None = None) -> None:
     num_workers = (
         config.num_workers if config.num_workers >= 0 else min(8, (os.cpu_count() or 2) - 1)
     )
-    worker_options = {}
     if num_workers > 0:
-        worker_options = {
-            "multiprocessing_context": spawn_context_for_workers(),
-            "worker_init_fn": single_threaded_worker,
-        }
+        single_threaded_data()
     loader = DataLoader(
         dataset,
         batch_size=config.batch_size,
@@ -468,7 +466,6 @@ def main(argv: list[str] | None = None) -> None:
         persistent_workers=num_workers > 0 and not config.data,
         pin_memory=use_cuda,
         generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG untouched
-        **worker_options,
     )
 
     # Models and optimisers; initial weights from the seed, identical on every process.
