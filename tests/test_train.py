@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -128,6 +129,33 @@ def test_stopped_and_resumed_run_is_bit_identical(smoke_run, tmp_path):
     reference_state = torch.load(reference / "resume.pt", weights_only=True)
     assert_same_tensors(state["critic"], reference_state["critic"])
     assert without_timing(read_metrics(out)) == without_timing(read_metrics(reference))
+    sessions = json.loads((out / "config.json").read_text())["sessions"]
+    assert [s["start_epoch"] for s in sessions] == [0, 1]
+    assert "--stop-after-epoch 1" in sessions[0]["command"] and "--resume" in sessions[1]["command"]
+
+
+def test_finished_run_extended_with_more_epochs(smoke_run, tmp_path):
+    # A second stage: the finished run goes on for 2 more epochs at another crop size; the
+    # cosine schedule over the longer run restarts warm, and config.json keeps both commands.
+    reference, _ = smoke_run
+    out = tmp_path / "extended"
+    shutil.copytree(reference, out)
+    result = run_train(out, "--resume", "--epochs", str(SMOKE.epochs + 2), "--crop", "48")
+    assert "crop changed from 32 to 48" in result.stdout
+    records = read_metrics(out)
+    assert without_timing(records[: SMOKE.epochs]) == without_timing(read_metrics(reference))
+    assert [r["epoch"] for r in records] == list(range(1, SMOKE.epochs + 3))
+    assert records[SMOKE.epochs]["lr"] > records[SMOKE.epochs - 1]["lr"]
+    assert records[-1]["lr"] < records[SMOKE.epochs]["lr"]
+    assert (out / "snapshots" / f"epoch-{SMOKE.epochs + 2:03d}.safetensors").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["crop"] == 48 and config["train"]["epochs"] == SMOKE.epochs + 2
+    assert [s["start_epoch"] for s in config["sessions"]] == [0, SMOKE.epochs]
+    assert "--crop 48" in config["sessions"][1]["command"]
+    assert (
+        config["sessions"][0]["command"]
+        == json.loads((reference / "config.json").read_text())["command"]
+    )
 
 
 def test_data_workers_give_the_same_run(smoke_run, tmp_path):

@@ -351,8 +351,12 @@ def main(argv: list[str] | None = None) -> None:
     # Config: the preset, or the saved config when resuming; then the flags on top.
     preset = args.preset or "demo"
     resuming = args.resume and resume_path.is_file()
+    sessions: list[dict] = []  # the sessions before this one, each with its command and commit
     if resuming and config_path.is_file():
         saved = json.loads(config_path.read_text())
+        sessions = saved.get("sessions") or [
+            {key: saved[key] for key in ("command", "git_commit") if key in saved}
+        ]  # a run directory from before sessions were recorded
         try:
             base, preset = TrainConfig.from_dict(saved["train"]), saved["preset"]
         except (KeyError, TypeError, ValueError) as error:
@@ -535,6 +539,8 @@ def main(argv: list[str] | None = None) -> None:
                 np.mean([ssim(to_hwc(b), to_hwc(s)) for b, s in validation_pairs])
             ),
         }
+        command = " ".join(["train/train.py", *(sys.argv[1:] if argv is None else argv)])
+        run_commit = git_commit()
         run_config = {
             "preset": preset,
             "train": config.to_dict(),
@@ -549,9 +555,15 @@ def main(argv: list[str] | None = None) -> None:
                 "generator": count_parameters(generator),
                 "critic": count_parameters(critic),
             },
-            "git_commit": git_commit(),
+            "git_commit": run_commit,
             "torch": torch.__version__,
-            "command": " ".join(["train/train.py", *(sys.argv[1:] if argv is None else argv)]),
+            "command": command,
+            # A run may be continued with other flags (--resume --epochs 26 --crop 192): every
+            # session's command, so the whole run can be reproduced.
+            "sessions": [
+                *sessions,
+                {"command": command, "git_commit": run_commit, "start_epoch": start_epoch},
+            ],
         }
         write_atomic(config_path, (json.dumps(run_config, indent=2) + "\n").encode())
         write_atomic(metrics_path, metrics_lines(records))
