@@ -158,6 +158,19 @@ def test_finished_run_extended_with_more_epochs(smoke_run, tmp_path):
     )
 
 
+def test_run_from_before_sessions_keeps_its_command(smoke_run, tmp_path):
+    reference, _ = smoke_run
+    out = tmp_path / "older"
+    shutil.copytree(reference, out)
+    config = json.loads((out / "config.json").read_text())
+    del config["sessions"]  # as config.json was written before sessions were recorded
+    (out / "config.json").write_text(json.dumps(config))
+    run_train(out, "--resume", "--epochs", str(SMOKE.epochs + 1))
+    sessions = json.loads((out / "config.json").read_text())["sessions"]
+    assert sessions[0] == {"command": config["command"], "git_commit": config["git_commit"]}
+    assert sessions[1]["start_epoch"] == SMOKE.epochs
+
+
 def test_data_workers_give_the_same_run(smoke_run, tmp_path):
     # Workers run with one-thread pools; the items, and so the weights, must not change.
     reference, _ = smoke_run

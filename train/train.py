@@ -354,13 +354,13 @@ def main(argv: list[str] | None = None) -> None:
     sessions: list[dict] = []  # the sessions before this one, each with its command and commit
     if resuming and config_path.is_file():
         saved = json.loads(config_path.read_text())
-        sessions = saved.get("sessions") or [
-            {key: saved[key] for key in ("command", "git_commit") if key in saved}
-        ]  # a run directory from before sessions were recorded
         try:
             base, preset = TrainConfig.from_dict(saved["train"]), saved["preset"]
-        except (KeyError, TypeError, ValueError) as error:
+            sessions = list(saved.get("sessions") or [])
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
             parser.error(f"{config_path} is not a config this script wrote ({error})")
+        if not sessions:  # a run directory from before sessions were recorded
+            sessions = [{key: saved[key] for key in ("command", "git_commit") if key in saved}]
         if args.preset not in (None, preset):
             parser.error(f"{out} holds a {preset} run; --resume continues it (drop --preset)")
     else:
