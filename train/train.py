@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
             sessions = list(saved.get("sessions") or [])
         except (AttributeError, KeyError, TypeError, ValueError) as error:
             parser.error(f"{config_path} is not a config this script wrote ({error})")
-        if not sessions:  # a run directory from before sessions were recorded
+        if not sessions:  # older run directories kept only the last session, at the top level
             sessions = [{key: saved[key] for key in ("command", "git_commit") if key in saved}]
         if args.preset not in (None, preset):
             parser.error(f"{out} holds a {preset} run; --resume continues it (drop --preset)")
@@ -539,8 +539,6 @@ def main(argv: list[str] | None = None) -> None:
                 np.mean([ssim(to_hwc(b), to_hwc(s)) for b, s in validation_pairs])
             ),
         }
-        command = " ".join(["train/train.py", *(sys.argv[1:] if argv is None else argv)])
-        run_commit = git_commit()
         run_config = {
             "preset": preset,
             "train": config.to_dict(),
@@ -555,14 +553,18 @@ def main(argv: list[str] | None = None) -> None:
                 "generator": count_parameters(generator),
                 "critic": count_parameters(critic),
             },
-            "git_commit": run_commit,
             "torch": torch.__version__,
-            "command": command,
             # A run may be continued with other flags (--resume --epochs 26 --crop 192): every
-            # session's command, so the whole run can be reproduced.
+            # session's command and commit, so the whole run can be reproduced.
             "sessions": [
                 *sessions,
-                {"command": command, "git_commit": run_commit, "start_epoch": start_epoch},
+                {
+                    "command": " ".join(
+                        ["train/train.py", *(sys.argv[1:] if argv is None else argv)]
+                    ),
+                    "git_commit": git_commit(),
+                    "start_epoch": start_epoch,
+                },
             ],
         }
         write_atomic(config_path, (json.dumps(run_config, indent=2) + "\n").encode())
