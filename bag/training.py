@@ -16,6 +16,7 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from bag.model import GeneratorConfig
+from bag.synthesis import BlurSettings
 
 LR_SCHEDULES = ("cosine", "linear-decay")
 CONTENT_LOSSES = ("perceptual", "charbonnier", "l1")
@@ -42,6 +43,10 @@ class TrainConfig:
     # Share of synthetic training samples averaged in sRGB instead of linear light (see
     # BlurSettings.srgb_average_probability); validation keeps the default blur.
     blur_srgb_probability: float = 0.5
+    # Share of synthetic training samples whose camera stands still (only foreground layers
+    # move, if any): teaches the generator to leave sharp regions alone. Validation keeps the
+    # default blur (BlurSettings.still_probability).
+    blur_still_probability: float = 0.1
     crop: int = 128  # training crops are crop x crop pixels
     batch_size: int = 16
     steps_per_epoch: int = 400  # optimiser steps per epoch; 0 = one pass over --data
@@ -112,6 +117,14 @@ class TrainConfig:
             raise ValueError("sources adds photos to the synthetic data; it cannot go with data")
         if len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers, got {self.betas!r}")
+        self.blur_settings()  # checks the blur probabilities
+
+    def blur_settings(self) -> BlurSettings:
+        """The synthetic blur of the training samples (validation uses `BlurSettings()`)."""
+        return BlurSettings(
+            srgb_average_probability=self.blur_srgb_probability,
+            still_probability=self.blur_still_probability,
+        )
 
     @classmethod
     def demo(cls) -> TrainConfig:

@@ -15,11 +15,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from bag.checkpoint import load_generator
+from bag.data import SyntheticPairs
 from bag.model import GeneratorConfig
 from bag.training import EpochSampler, TrainConfig, learning_rate
 
@@ -270,6 +272,24 @@ def test_train_config_round_trips_and_checks_values():
         TrainConfig(content_loss="vgg")
     with pytest.raises(ValueError, match="adversarial_weight"):
         TrainConfig(critic_steps=0)
+
+
+def test_still_probability_reaches_the_training_blur():
+    """--blur-still-probability decides how many training crops keep a sharp background."""
+    source = np.random.default_rng(0).random((96, 96, 3), dtype=np.float32)
+
+    def sharp_fractions(probability: float) -> list[float]:
+        settings = TrainConfig(blur_still_probability=probability).blur_settings()
+        pairs = SyntheticPairs([source], crop=48, length=12, seed=3, settings=settings)
+        return [float((pairs[i]["blur_extent"] == 0).float().mean()) for i in range(len(pairs))]
+
+    assert max(sharp_fractions(0.0)) == 0  # the camera always moves: no pixel is sharp
+    assert float(np.median(sharp_fractions(1.0))) > 0.5  # only the foreground layers move
+    # A run from before the field existed resumes with the old recipe's value.
+    old = {k: v for k, v in TrainConfig.demo().to_dict().items() if k != "blur_still_probability"}
+    assert TrainConfig.from_dict(old).blur_settings().still_probability == 0.1
+    with pytest.raises(ValueError, match="still_probability"):
+        TrainConfig(blur_still_probability=1.5)
 
 
 def test_paper_schedule_holds_then_decays_linearly_to_zero():

@@ -428,7 +428,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         user_images = folder_images(config.sources) if config.sources else []
         per_epoch = steps_per_epoch * config.batch_size * world_size
-        blur = BlurSettings(srgb_average_probability=config.blur_srgb_probability)
+        blur = config.blur_settings()
         dataset = SyntheticPairs(
             sources + user_images,
             crop=config.crop,
