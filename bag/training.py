@@ -117,7 +117,9 @@ class TrainConfig:
             raise ValueError("sources adds photos to the synthetic data; it cannot go with data")
         if len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers, got {self.betas!r}")
-        self.blur_settings()  # checks the blur probabilities
+        for name in ("blur_srgb_probability", "blur_still_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
     def blur_settings(self) -> BlurSettings:
         """The synthetic blur of the training samples (validation uses `BlurSettings()`)."""

@@ -288,7 +288,7 @@ def test_still_probability_reaches_the_training_blur():
     # A run from before the field existed resumes with the old recipe's value.
     old = {k: v for k, v in TrainConfig.demo().to_dict().items() if k != "blur_still_probability"}
     assert TrainConfig.from_dict(old).blur_settings().still_probability == 0.1
-    with pytest.raises(ValueError, match="still_probability"):
+    with pytest.raises(ValueError, match="blur_still_probability"):
         TrainConfig(blur_still_probability=1.5)
 
 
