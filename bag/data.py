@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -124,6 +125,13 @@ class SyntheticPairs(Dataset):
     it picks a source, takes a random crop with a margin (with random flips, 90-degree
     rotations and a downscale by 0.6..1 when `augment`), synthesizes the blur and returns the
     centre: {"blurred": (3, crop, crop), "sharp": (3, crop, crop), "blur_extent": (1, crop, crop)}.
+
+    With `reuse` R > 1, synthesis (most of the data cost) is shared: each rendered pair serves R
+    items, each seen under a different one of the 8 flips and 90-degree rotations (motion blur
+    stays motion blur under them). The R copies of a pair lie `window` items apart, so a batch
+    holds distinct pairs; a process renders each pair once while it keeps the last `window`
+    pairs. Choose `window` as a multiple of batch size x processes x loader workers, so that
+    every copy of a pair is fetched by the process that rendered it.
     """
 
     def __init__(
@@ -134,6 +142,8 @@ class SyntheticPairs(Dataset):
         seed: int,
         settings: BlurSettings = _DEFAULT_BLUR,
         augment: bool = True,
+        reuse: int = 1,
+        window: int = 512,
     ) -> None:
         if len(sources) == 0:
             raise ValueError("SyntheticPairs needs at least one source image")
@@ -149,12 +159,17 @@ class SyntheticPairs(Dataset):
                 )
         if crop < 8 or length < 1:
             raise ValueError(f"need crop >= 8 and length >= 1, got crop={crop}, length={length}")
+        if not 1 <= reuse <= len(_DIHEDRAL) or window < 1:
+            raise ValueError(f"need 1 <= reuse <= 8 and window >= 1, got {reuse}, {window}")
         self.sources = list(sources)
         self.crop = crop
         self.length = length
         self.seed = seed
         self.settings = settings
         self.augment = augment
+        self.reuse = reuse
+        self.window = window
+        self._rendered: OrderedDict[int, dict[str, torch.Tensor]] = OrderedDict()
 
     def __len__(self) -> int:
         return self.length
@@ -162,6 +177,25 @@ class SyntheticPairs(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} items")
+        if self.reuse == 1:
+            return self._render(index)
+        # Items of block b = [b*R*w, (b+1)*R*w) are R copies of pairs b*w .. b*w + w - 1.
+        block, offset = divmod(index, self.reuse * self.window)
+        copy, slot = divmod(offset, self.window)
+        pair = block * self.window + slot
+        item = self._rendered.get(pair)
+        if item is None:
+            item = self._render(pair)
+            self._rendered[pair] = item
+            if len(self._rendered) > self.window:
+                self._rendered.popitem(last=False)
+        # Each pair's copies take distinct transforms, in an order of its own.
+        order = np.random.default_rng([self.seed, pair, 8]).permutation(len(_DIHEDRAL))
+        turns, flip = _DIHEDRAL[order[copy]]
+        return {key: _dihedral(value, turns, flip) for key, value in item.items()}
+
+    def _render(self, index: int) -> dict[str, torch.Tensor]:
+        """Synthesize pair `index` (a pure function of (seed, index))."""
         rng = np.random.default_rng([self.seed, index])
         source = self.sources[int(rng.integers(len(self.sources)))]
         window = self.crop + 2 * self.settings.margin_px
@@ -187,6 +221,16 @@ class SyntheticPairs(Dataset):
             "sharp": _to_tensor(sample.sharp),
             "blur_extent": _to_tensor(sample.blur_extent),
         }
+
+
+# The 8 symmetries of a square: (quarter turns, horizontal flip).
+_DIHEDRAL = [(turns, flip) for flip in (False, True) for turns in range(4)]
+
+
+def _dihedral(tensor: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+    """(C, H, W) tensor rotated by `turns` quarter turns, then flipped left-right if `flip`."""
+    tensor = torch.rot90(tensor, turns, dims=(1, 2))
+    return (tensor.flip(2) if flip else tensor).contiguous()
 
 
 class PairedFolder(Dataset):

@@ -4,7 +4,9 @@ and folders of the user's own photos. All returned as float32 RGB (H, W, 3) in [
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -210,11 +212,10 @@ def dead_leaves(
     return canvas.astype(np.float32) / 255.0
 
 
-def folder_images(path: str | Path, max_side: int | None = None) -> list[np.ndarray]:
-    """Every image in a folder (not recursive, sorted by name), float32 (H, W, 3) in [0, 1].
+def folder_files(path: str | Path) -> list[Path]:
+    """The image files of a folder (not recursive), sorted by name.
 
-    Images whose longer side exceeds `max_side` are downscaled (area averaging), which also
-    makes slightly soft photos sharper. Raises ValueError if the folder has no images.
+    Raises ValueError if it is not a folder or holds no images.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -222,6 +223,37 @@ def folder_images(path: str | Path, max_side: int | None = None) -> list[np.ndar
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def is_held_out(file: str | Path, share: float) -> bool:
+    """Whether a photo belongs to the held-out `share` of its folder's photos.
+
+    Decided by a hash of the folder and file names alone, so a photo stays on the same side of
+    the split whatever else is in the folders, in what order they are given, or where they lie.
+    """
+    path = Path(file)
+    digest = hashlib.sha256(f"{path.parent.name}/{path.name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64 < share
+
+
+def split_photos(folders: Sequence[str | Path], share: float) -> tuple[list[Path], list[Path]]:
+    """The image files of `folders` as (training, held out), `share` of them held out."""
+    if not 0 <= share < 1:
+        raise ValueError(f"the held-out share must be in [0, 1), got {share}")
+    training, held_out = [], []
+    for folder in folders:
+        for file in folder_files(folder):
+            (held_out if is_held_out(file, share) else training).append(file)
+    return training, held_out
+
+
+def read_photos(files: Sequence[Path], max_side: int | None = None) -> list[np.ndarray]:
+    """Decode image files as float32 (H, W, 3) in [0, 1] (EXIF-rotated, RGB).
+
+    Images whose longer side exceeds `max_side` are downscaled (area averaging), which also
+    makes slightly soft photos sharper.
+    """
     images = []
     for file in files:
         image = load_image(file)
@@ -235,6 +267,12 @@ def folder_images(path: str | Path, max_side: int | None = None) -> list[np.ndar
             image = cv2.resize(image, new_size, interpolation=cv2.INTER_AREA)
         images.append(np.ascontiguousarray(image, dtype=np.float32))
     return images
+
+
+def folder_images(path: str | Path, max_side: int | None = None) -> list[np.ndarray]:
+    """Every image in a folder (not recursive, sorted by name), float32 (H, W, 3) in [0, 1];
+    see `read_photos`. Raises ValueError if the folder has no images."""
+    return read_photos(folder_files(path), max_side)
 
 
 def default_sources(

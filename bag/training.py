@@ -36,7 +36,11 @@ class TrainConfig:
     # (ROOT/blur, ROOT/sharp); empty = synthetic blur on the built-in sharp sources.
     data: str = ""
     blur_version: str = "blur"  # GoPro only: "blur" or "blur_gamma"
-    sources: str = ""  # folder of the user's own sharp photos, added to the built-in sources
+    # Folders of sharp photos added to the built-in sources. `val_holdout` of their photos
+    # (chosen by a hash of each file name: see bag.sources.is_held_out) never reach training
+    # and become the validation set instead of the built-in one.
+    sources: tuple[str, ...] = ()
+    val_holdout: float = 0.0
     greyscale_photos: bool = True  # add scikit-image's greyscale photos to the built-in sources
     num_dead_leaves: int = 24  # procedural dead-leaves images among the built-in sources
     dead_leaves_size: int = 512  # side of each dead-leaves image, pixels
@@ -47,6 +51,12 @@ class TrainConfig:
     # move, if any): teaches the generator to leave sharp regions alone. Validation keeps the
     # default blur (BlurSettings.still_probability).
     blur_still_probability: float = 0.1
+    # Train on BlurSettings.calibrated() (matched to real GoPro pairs) instead of the defaults;
+    # validation keeps the defaults either way, so that runs stay comparable.
+    calibrated_blur: bool = False
+    # Each synthesized training pair serves this many samples under distinct flips/rotations
+    # (SyntheticPairs.reuse): 1 synthesizes every sample; 4 cuts the data cost to a quarter.
+    synthesis_reuse: int = 1
     crop: int = 128  # training crops are crop x crop pixels
     batch_size: int = 16
     steps_per_epoch: int = 400  # optimiser steps per epoch; 0 = one pass over --data
@@ -107,6 +117,8 @@ class TrainConfig:
         for name in ("steps_per_epoch", "warmup_steps", "decay_epochs", "critic_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be at least 0, got {getattr(self, name)}")
+        if not 1 <= self.synthesis_reuse <= 8:
+            raise ValueError(f"synthesis_reuse must be in 1..8, got {self.synthesis_reuse}")
         if self.crop < 16 or self.val_crop < 16:
             raise ValueError(
                 f"crop and val_crop must be at least 16, got {self.crop}, {self.val_crop}"
@@ -115,6 +127,12 @@ class TrainConfig:
             raise ValueError("critic_steps=0 trains no critic: set adversarial_weight to 0 too")
         if self.data and self.sources:
             raise ValueError("sources adds photos to the synthetic data; it cannot go with data")
+        if not 0 <= self.val_holdout < 1:
+            raise ValueError(f"val_holdout must be in [0, 1), got {self.val_holdout}")
+        if self.val_holdout and not self.sources:
+            raise ValueError("val_holdout holds out photos of sources: give --sources too")
+        if self.val_holdout and self.val_data:
+            raise ValueError("val_holdout and val_data are two validation sets: choose one")
         if len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers, got {self.betas!r}")
         for name in ("blur_srgb_probability", "blur_still_probability"):
@@ -123,7 +141,8 @@ class TrainConfig:
 
     def blur_settings(self) -> BlurSettings:
         """The synthetic blur of the training samples (validation uses `BlurSettings()`)."""
-        return BlurSettings(
+        return dataclasses.replace(
+            BlurSettings.calibrated() if self.calibrated_blur else BlurSettings(),
             srgb_average_probability=self.blur_srgb_probability,
             still_probability=self.blur_still_probability,
         )
@@ -187,6 +206,7 @@ class TrainConfig:
         """Plain dict, JSON-serialisable (the generator config nested)."""
         values = dataclasses.asdict(self)
         values["betas"] = list(self.betas)
+        values["sources"] = list(self.sources)
         return values
 
     @classmethod
@@ -200,6 +220,11 @@ class TrainConfig:
             values["generator"] = GeneratorConfig.from_dict(values["generator"])
         if "betas" in values:
             values["betas"] = tuple(float(beta) for beta in values["betas"])
+        if "sources" in values:
+            sources = values["sources"]
+            if isinstance(sources, str):  # runs from before several folders: one folder or ""
+                sources = [sources] if sources else []
+            values["sources"] = tuple(str(folder) for folder in sources)
         return cls(**values)
 
 

@@ -18,8 +18,10 @@ from bag.sources import (
     dead_leaves,
     default_sources,
     folder_images,
+    is_held_out,
     skimage_greyscale_photos,
     skimage_photos,
+    split_photos,
 )
 from bag.synthesis import BlurSettings
 
@@ -89,6 +91,30 @@ def test_folder_images_reads_and_downscales(tmp_path):
         folder_images(empty)
     with pytest.raises(ValueError, match="not a folder"):
         folder_images(tmp_path / "missing")
+
+
+def test_held_out_photos_are_chosen_by_name_alone(tmp_path):
+    names = [f"photo-{i:03d}.png" for i in range(200)]
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / folder / name)
+    training, held_out = split_photos([tmp_path / "a", tmp_path / "b"], 0.1)
+    assert len(training) + len(held_out) == 400 and not set(training) & set(held_out)
+    assert 20 <= len(held_out) <= 60  # about a tenth
+    # The same photos whatever the order of the folders or what else is given with them.
+    _, alone = split_photos([tmp_path / "b"], 0.1)
+    assert set(alone) == {path for path in held_out if path.parent.name == "b"}
+    _, reordered = split_photos([tmp_path / "b", tmp_path / "a"], 0.1)
+    assert set(reordered) == set(held_out)
+    # A larger share holds out a superset; 0 holds out nothing.
+    assert set(held_out) <= set(split_photos([tmp_path / "a", tmp_path / "b"], 0.3)[1])
+    assert split_photos([tmp_path / "a"], 0.0)[1] == []
+    with pytest.raises(ValueError, match="held-out share"):
+        split_photos([tmp_path / "a"], 1.0)
+    assert is_held_out(tmp_path / "a" / names[0], 0.1) == is_held_out(
+        Path("elsewhere") / "a" / names[0], 0.1
+    )
 
 
 def test_skimage_greyscale_photos_are_grey_rgb_and_join_the_sources_on_request():
@@ -173,6 +199,45 @@ def test_synthetic_pairs_without_augment_crops_the_sources(sources):
         windows = source.unfold(1, 24, 1).unfold(2, 24, 1)  # (3, h', w', 24, 24)
         difference = (windows - sharp[:, None, None]).abs().amax(dim=(0, 3, 4))
         assert difference.min() < 1e-6
+
+
+def test_reused_pairs_are_dihedral_copies_spread_over_windows(sources):
+    """reuse=4: items of a block are 4 distinct flips/rotations of the same rendered pairs, the
+    copies of a pair `window` items apart; items stay pure functions of (seed, index)."""
+    reused = SyntheticPairs(sources, 32, 24, seed=5, settings=SMALL_BLUR, reuse=4, window=3)
+    plain = SyntheticPairs(sources, 32, 24, seed=5, settings=SMALL_BLUR)
+    items = [reused[i] for i in range(24)]
+    for block in (0, 1):
+        for slot in range(3):
+            pair = plain[block * 3 + slot]  # the rendered pair behind the copies
+            copies = [items[block * 12 + copy * 3 + slot] for copy in range(4)]
+            seen = set()
+            for copy in copies:
+                matches = [
+                    (turns, flip)
+                    for turns in range(4)
+                    for flip in (False, True)
+                    if all(
+                        torch.equal(
+                            copy[key],
+                            torch.rot90(pair[key], turns, (1, 2)).flip(2)
+                            if flip
+                            else torch.rot90(pair[key], turns, (1, 2)),
+                        )
+                        for key in pair
+                    )
+                ]
+                assert matches, "a copy is not a flip/rotation of its pair"
+                seen.add(matches[0])
+            assert len(seen) == 4  # four different views of one pair
+    # Neighbouring items (one batch) come from different pairs.
+    assert not torch.equal(items[0]["sharp"], items[1]["sharp"])
+    # Visited backwards by a fresh instance (another worker, a resumed run): the same items.
+    other = SyntheticPairs(sources, 32, 24, seed=5, settings=SMALL_BLUR, reuse=4, window=3)
+    for index in reversed(range(24)):
+        assert all(torch.equal(other[index][k], items[index][k]) for k in items[index])
+    with pytest.raises(ValueError, match="reuse"):
+        SyntheticPairs(sources, 32, 24, seed=5, reuse=9)
 
 
 def test_synthetic_pairs_refuses_bad_sources():

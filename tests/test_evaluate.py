@@ -16,7 +16,7 @@ from bag import Generator, GeneratorConfig, save_generator
 from bag.data import write_extent
 from bag.imageio import load_image
 from bag.metrics import psnr, ssim
-from bag.synthesis import synthesize_blur
+from bag.synthesis import BlurSettings, synthesize_blur
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "train" / "evaluate.py"
@@ -194,6 +194,20 @@ def test_synthetic_from_nested_folder(tmp_path, checkpoint):
     assert attention["threshold_px"] == 2.5
     assert len(attention["auroc_pooled"]) == len(attention["mean_attention_sharp"]) == 4
     assert 0 <= attention["images_with_both_classes"] <= 3
+
+
+def test_calibrated_blur_makes_the_synthetic_set(tmp_path, checkpoint):
+    sharp_dir = tmp_path / "sharp"
+    _write_image(sharp_dir / "a.png", 7, size=(56, 48))
+    args = ["--checkpoint", str(checkpoint), "--synthetic-from", str(sharp_dir), "--seed", "2"]
+    report = _report(tmp_path, *args, "--calibrated-blur")
+    assert report["data"]["blur_settings"]["camera_path_px"] == [6.0, 28.0]
+    sample = synthesize_blur(
+        load_image(sharp_dir / "a.png"), np.random.default_rng([2, 0]), BlurSettings.calibrated()
+    )
+    assert report["images"][0]["blurred_psnr"] == pytest.approx(
+        psnr(sample.blurred, sample.sharp), abs=1e-4
+    )
 
 
 def test_unknown_layout_is_a_clear_error(tmp_path, checkpoint):

@@ -109,14 +109,37 @@ def test_spatial_attention_is_eq3():
     torch.testing.assert_close(sau(x), expected)
 
 
-def test_instance_norm_matches_torch_and_uses_supplied_statistics():
-    torch.manual_seed(0)
-    ours, reference = InstanceNorm(5), torch.nn.InstanceNorm2d(5, affine=True)
+def norm_and_reference(channels: int, seed: int) -> tuple[InstanceNorm, torch.nn.Module]:
+    """Our InstanceNorm with random affine weights, and torch's with the same weights."""
+    torch.manual_seed(seed)
+    ours, reference = InstanceNorm(channels), torch.nn.InstanceNorm2d(channels, affine=True)
     with torch.no_grad():
         ours.weight.normal_()
         ours.bias.normal_()
     reference.load_state_dict(ours.state_dict())
+    return ours, reference
+
+
+def test_instance_norm_matches_torch_and_uses_supplied_statistics():
+    ours, reference = norm_and_reference(5, seed=0)
     x = torch.randn(2, 5, 7, 9)
     torch.testing.assert_close(ours(x), reference(x))
     ours.statistics = (torch.zeros(2, 5), torch.ones(2, 5) - ours.eps)
     torch.testing.assert_close(ours(x), x * ours.weight[:, None, None] + ours.bias[:, None, None])
+
+
+def test_instance_norm_gradients_match_torch_and_bf16_stays_close():
+    # The per-image path is the fused GroupNorm kernel: same values and gradients as
+    # nn.InstanceNorm2d, and under bf16 autocast its statistics stay accurate.
+    ours, reference = norm_and_reference(6, seed=1)
+    x = (torch.randn(3, 6, 11, 13) * 4 + 2).requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    upstream = torch.randn(3, 6, 11, 13)
+    (ours(x) * upstream).sum().backward()
+    (reference(x_ref) * upstream).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(ours.weight.grad, reference.weight.grad)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reduced = ours(x.detach().bfloat16())
+    assert reduced.dtype == torch.bfloat16
+    assert (reduced.float() - reference(x.detach())).abs().mean() < 0.02

@@ -18,11 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from bag.checkpoint import load_generator
 from bag.data import SyntheticPairs
 from bag.model import GeneratorConfig
+from bag.sources import split_photos
+from bag.synthesis import BlurSettings
 from bag.training import EpochSampler, TrainConfig, learning_rate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,6 +188,56 @@ def test_data_workers_give_the_same_run(smoke_run, tmp_path):
     assert json.loads((out / "config.json").read_text())["train"]["num_workers"] == 2
 
 
+def test_reused_synthesis_gives_the_same_run_with_workers_and_after_resume(tmp_path):
+    # With reuse the copies of a pair must reach the worker that rendered it; the items, and
+    # so the weights, do not depend on the workers or on a stop and resume.
+    flags = ("--synthesis-reuse", "4", "--epochs", "2")
+    run_train(tmp_path / "serial", *flags, "--num-workers", "0")
+    run_train(tmp_path / "workers", *flags, "--num-workers", "2", "--stop-after-epoch", "1")
+    run_train(tmp_path / "workers", "--resume", "--num-workers", "2")
+    assert_same_tensors(
+        load_file(tmp_path / "serial" / "generator.safetensors"),
+        load_file(tmp_path / "workers" / "generator.safetensors"),
+    )
+    assert without_timing(read_metrics(tmp_path / "serial")) == without_timing(
+        read_metrics(tmp_path / "workers")
+    )
+
+
+def test_stop_after_minutes_ends_a_session_at_an_epoch(tmp_path):
+    out = tmp_path / "run"
+    result = run_train(out, "--stop-after-minutes", "0.0001")
+    assert "stopped after epoch 1 (--stop-after-minutes)" in result.stdout
+    assert len(read_metrics(out)) == 1 and not (out / "generator.safetensors").exists()
+    run_train(out, "--resume")
+    assert [r["epoch"] for r in read_metrics(out)] == list(range(1, SMOKE.epochs + 1))
+
+
+def test_photo_folders_train_and_a_held_out_share_validates(tmp_path):
+    rng = np.random.default_rng(0)
+    folders = [tmp_path / "set-a", tmp_path / "set-b"]
+    for folder in folders:
+        folder.mkdir()
+        for index in range(10):
+            photo = (rng.random((60, 70, 3)) * 255).astype(np.uint8)
+            Image.fromarray(photo).save(folder / f"{index}.png")
+    out = tmp_path / "run"
+    run_train(out, "--sources", *map(str, folders), "--val-holdout", "0.3", "--epochs", "1")
+    config = json.loads((out / "config.json").read_text())
+    training, held_out = split_photos(folders, 0.3)
+    assert config["train"]["sources"] == [str(folder) for folder in folders]
+    assert config["data"]["user_images"] == len(training) and held_out
+    assert config["data"]["held_out_images"] == len(held_out)
+    assert config["validation"]["photos"] == "held out of sources"
+    assert config["validation"]["held_out_photos"] == len(held_out)
+    # Validation scores differ from a run validated on the built-in set.
+    built_in = tmp_path / "built-in"
+    run_train(built_in, "--sources", *map(str, folders), "--epochs", "1")
+    assert read_metrics(out)[0]["val_psnr_blurred"] != read_metrics(built_in)[0]["val_psnr_blurred"]
+    result = run_train(tmp_path / "bad", "--val-holdout", "0.3", check=False)
+    assert result.returncode == 2 and "give --sources too" in result.stderr
+
+
 def test_killed_run_resumes_to_the_same_weights(smoke_run, tmp_path):
     reference, _ = smoke_run
     out = tmp_path / "run"
@@ -290,6 +343,25 @@ def test_still_probability_reaches_the_training_blur():
     assert TrainConfig.from_dict(old).blur_settings().still_probability == 0.1
     with pytest.raises(ValueError, match="blur_still_probability"):
         TrainConfig(blur_still_probability=1.5)
+
+
+def test_calibrated_blur_reaches_the_training_blur_only():
+    config = TrainConfig(calibrated_blur=True, blur_still_probability=0.2)
+    settings = config.blur_settings()
+    calibrated = BlurSettings.calibrated()
+    assert settings.camera_path_px == calibrated.camera_path_px != BlurSettings().camera_path_px
+    assert settings.sub_frames == calibrated.sub_frames
+    assert settings.still_probability == 0.2
+    assert settings.srgb_average_probability == config.blur_srgb_probability
+    assert TrainConfig().blur_settings().camera_path_px == BlurSettings().camera_path_px
+
+
+def test_sources_of_older_runs_load_as_a_tuple():
+    old = {**TrainConfig.demo().to_dict(), "sources": "/photos"}
+    assert TrainConfig.from_dict(old).sources == ("/photos",)
+    assert TrainConfig.from_dict({**old, "sources": ""}).sources == ()
+    with pytest.raises(ValueError, match="val_holdout"):
+        TrainConfig(sources=("/photos",), val_holdout=1.0)
 
 
 def test_paper_schedule_holds_then_decays_linearly_to_zero():

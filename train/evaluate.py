@@ -72,6 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic blur")
     parser.add_argument(
+        "--calibrated-blur",
+        action="store_true",
+        help="blur with BlurSettings.calibrated() (matched to GoPro) instead of the defaults",
+    )
+    parser.add_argument(
         "--count",
         type=int,
         default=None,
@@ -162,6 +167,11 @@ def find_images(root: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
+def blur_settings(args: argparse.Namespace) -> BlurSettings:
+    """The synthetic blur: the defaults (the held-out set of the model card) or calibrated."""
+    return BlurSettings.calibrated() if args.calibrated_blur else BlurSettings()
+
+
 def synthetic_pairs(args: argparse.Namespace) -> tuple[int, Iterator[dict]]:
     """Count and iterator of seeded synthetic samples with their true blur extent."""
     root = args.synthetic_from
@@ -178,7 +188,7 @@ def synthetic_pairs(args: argparse.Namespace) -> tuple[int, Iterator[dict]]:
         for index in range(count):
             path = paths[index % len(paths)]
             rng = np.random.default_rng([args.seed, index])
-            sample = synthesize_blur(load_image(path), rng)
+            sample = synthesize_blur(load_image(path), rng, blur_settings(args))
             name = path.relative_to(root).with_suffix("").as_posix()
             if index >= len(paths):
                 name += f"#{index // len(paths)}"
@@ -394,7 +404,9 @@ def main(argv: list[str] | None = None) -> dict:
             "seed": args.seed if kind == "synthetic" else None,
             "count": count,
             "limit": args.limit,
-            "blur_settings": dataclasses.asdict(BlurSettings()) if kind == "synthetic" else None,
+            "blur_settings": (
+                dataclasses.asdict(blur_settings(args)) if kind == "synthetic" else None
+            ),
         },
         "settings": {
             "device": str(deblurrer.device),

@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -72,7 +73,7 @@ from bag.losses import (  # noqa: E402
 )
 from bag.metrics import psnr, ssim  # noqa: E402
 from bag.model import Generator, GeneratorConfig, count_parameters  # noqa: E402
-from bag.sources import default_sources, folder_images  # noqa: E402
+from bag.sources import default_sources, read_photos, split_photos  # noqa: E402
 from bag.synthesis import BlurSettings  # noqa: E402
 from bag.training import EpochSampler, TrainConfig, learning_rate  # noqa: E402
 
@@ -120,6 +121,10 @@ def add_dataclass_flags(group: argparse._ArgumentGroup, cls: type, skip: tuple =
                 default=argparse.SUPPRESS,
                 help=defaults,
             )
+        elif item.name == "sources":  # any number of folders
+            group.add_argument(
+                flag, nargs="+", metavar="FOLDER", default=argparse.SUPPRESS, help=defaults
+            )
         elif isinstance(example, tuple):
             group.add_argument(
                 flag,
@@ -154,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit after finishing epoch N, resumable with --resume (to split a long run)",
     )
     parser.add_argument(
+        "--stop-after-minutes",
+        type=float,
+        default=0,
+        metavar="M",
+        help="exit after the last epoch that ends within M minutes of this session's start "
+        "(judged by the epoch before it), resumable with --resume",
+    )
+    parser.add_argument(
         "--model",
         choices=MODELS,
         default=argparse.SUPPRESS,
@@ -184,8 +197,9 @@ def resolve_config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
         for f in dataclasses.fields(TrainConfig)
         if f.name in given and f.name != "generator"
     }
-    if "betas" in overrides:
-        overrides["betas"] = tuple(overrides["betas"])
+    for name in ("betas", "sources"):
+        if name in overrides:
+            overrides[name] = tuple(overrides[name])
     return dataclasses.replace(base, generator=generator, **overrides)
 
 
@@ -222,10 +236,19 @@ def validation_set(config: TrainConfig) -> tuple[list[tuple[torch.Tensor, torch.
         # At most val_size pairs, spread evenly over the (sorted) dataset.
         indices = np.unique(np.linspace(0, len(dataset) - 1, config.val_size).round().astype(int))
     else:
-        rng = np.random.default_rng(VALIDATION_SEED)
-        sources = default_sources(
-            rng, num_dead_leaves=VALIDATION_DEAD_LEAVES, size=VALIDATION_DEAD_LEAVES_SIZE
-        )
+        if config.val_holdout:
+            _, held_out = split_photos(config.sources, config.val_holdout)
+            if not held_out:
+                raise SystemExit(
+                    f"error: --val-holdout {config.val_holdout} holds out none of the photos "
+                    "in --sources: raise it"
+                )
+            sources = read_photos(held_out)
+        else:
+            rng = np.random.default_rng(VALIDATION_SEED)
+            sources = default_sources(
+                rng, num_dead_leaves=VALIDATION_DEAD_LEAVES, size=VALIDATION_DEAD_LEAVES_SIZE
+            )
         dataset = SyntheticPairs(
             sources,
             crop=config.val_crop,
@@ -238,7 +261,9 @@ def validation_set(config: TrainConfig) -> tuple[list[tuple[torch.Tensor, torch.
             "kind": "synthetic",
             "seed": VALIDATION_SEED,
             "crop": config.val_crop,
-            "dead_leaves": VALIDATION_DEAD_LEAVES,
+            "photos": "held out of sources" if config.val_holdout else "built-in",
+            "held_out_photos": len(sources) if config.val_holdout else 0,
+            "dead_leaves": 0 if config.val_holdout else VALIDATION_DEAD_LEAVES,
             "blur": dataclasses.asdict(BlurSettings()),
         }
     pairs = []
@@ -400,6 +425,9 @@ def main(argv: list[str] | None = None) -> None:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
 
+    num_workers = (
+        config.num_workers if config.num_workers >= 0 else min(8, (os.cpu_count() or 2) - 1)
+    )
     # Training data. Items are pure functions of (seed, index); the sampler picks each epoch's
     # indices from (seed, epoch) and shards them over the processes.
     if config.data:
@@ -426,15 +454,27 @@ def main(argv: list[str] | None = None) -> None:
             size=config.dead_leaves_size,
             greyscale_photos=config.greyscale_photos,
         )
-        user_images = folder_images(config.sources) if config.sources else []
+        try:
+            training_photos, held_out = split_photos(config.sources, config.val_holdout)
+        except ValueError as error:
+            parser.error(str(error))
+        user_images = read_photos(training_photos)
         per_epoch = steps_per_epoch * config.batch_size * world_size
         blur = config.blur_settings()
+        # Copies of a reused pair lie `window` items apart: whole steps of all processes (so the
+        # process that rendered a pair fetches its copies), about 256 items or one epoch. It
+        # must not depend on the worker count, which may change on resume; a worker that did not
+        # render a pair renders it again (the same pair: items are functions of the index).
+        step_items = config.batch_size * world_size
+        window = step_items * math.ceil(min(256, per_epoch) / step_items)
         dataset = SyntheticPairs(
             sources + user_images,
             crop=config.crop,
             length=config.epochs * per_epoch,
             seed=config.seed,
             settings=blur,
+            reuse=config.synthesis_reuse,
+            window=window,
         )
         sampler = EpochSampler(
             len(dataset),
@@ -450,13 +490,11 @@ def main(argv: list[str] | None = None) -> None:
             "built_in_sources": len(sources),
             "dead_leaves": config.num_dead_leaves,
             "greyscale_photos": config.greyscale_photos,
-            "user_folder": config.sources or None,
+            "user_folders": list(config.sources),
             "user_images": len(user_images),
+            "held_out_images": len(held_out),
             "blur": dataclasses.asdict(blur),
         }
-    num_workers = (
-        config.num_workers if config.num_workers >= 0 else min(8, (os.cpu_count() or 2) - 1)
-    )
     if num_workers > 0:
         single_threaded_data()
     loader = DataLoader(
@@ -755,6 +793,18 @@ def main(argv: list[str] | None = None) -> None:
             )
         if world_size > 1:
             dist.barrier()
+        # Stop when another epoch as long as this one would end past the session's budget;
+        # rank 0 decides for every process.
+        if args.stop_after_minutes and epoch < last_epoch:
+            now = time.perf_counter()
+            over = (now - session_start) + (now - epoch_start) > 60 * args.stop_after_minutes
+            stop = torch.tensor([float(over)], device=device)
+            if world_size > 1:
+                dist.broadcast(stop, src=0)
+            if stop.item():
+                if is_main:
+                    print(f"note: stopped after epoch {epoch} (--stop-after-minutes)")
+                break
 
     if is_main:
         finished = bool(records) and records[-1]["epoch"] >= config.epochs
