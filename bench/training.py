@@ -90,7 +90,9 @@ class Step:
     def __init__(self, generator: Generator, config: TrainConfig, amp: bool) -> None:
         torch.manual_seed(0)
         self.generator = generator
-        self.critic = PatchDiscriminator(config.critic_channels, config.critic_layers)
+        self.critic = PatchDiscriminator(
+            base_channels=config.critic_channels, num_layers=config.critic_layers
+        )
         self.g_optimizer = torch.optim.AdamW(generator.parameters(), lr=1e-4)
         self.c_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=1e-4)
         self.config = config

@@ -8,11 +8,12 @@ blurred-to-sharp gradient energy ratio (flat patches left out). Flags named like
 BlurSettings fields override single fields (--camera-path-px 6 28).
 
   python train/blur_stats.py --pairs ../shared/data/gopro \\
-      --photos ../shared/data/train/urban100 ../shared/data/train/sun-hays80 --calibrated \\
+      --photos ../shared/data/train/urban100 ../shared/data/train/sun-hays80 \\
+      --calibrated --with-default \\
       --png checkpoints/figures/blur-stats.png --json checkpoints/eval/blur-stats.json
 
-Prints, per side, the median and 90th percentile of the motion length and the share of nearly
-sharp patches (length <= 2 px), then the same for each pair.
+Prints, per side, the median and 90th percentile of the motion length, the shares of nearly
+sharp patches (length <= 2 px) and of long blur (over 22 px), then the same for each pair.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bag.synthesis import BlurSettings  # noqa: E402
 from bag.training import TrainConfig  # noqa: E402
 
 NEARLY_SHARP_PX = 2.0
+LONG_PX = 22.0  # the real pairs' 90th percentile: longer blur is rare in them
 
 
 def to_hwc(image) -> np.ndarray:
@@ -56,6 +58,7 @@ def describe(lengths: np.ndarray, ratios: np.ndarray) -> dict:
         "length_median_px": float(np.median(lengths)),
         "length_p90_px": float(np.percentile(lengths, 90)),
         "nearly_sharp_share": float(np.mean(lengths <= NEARLY_SHARP_PX)),
+        "long_share": float(np.mean(lengths > LONG_PX)),
         "energy_ratio_median": float(np.median(ratios)),
     }
 
@@ -107,9 +110,9 @@ def plot(sides: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
     left.set_xlabel("best-fitting straight motion length (px) per 32x32 patch")
     left.set_ylabel("share of patches at or below")
     right.set_xlabel("log10 gradient energy ratio, blurred / sharp, per patch")
-    for axis in (left, right):
+    for axis, corner in ((left, "lower right"), (right, "upper left")):
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8, loc="lower right")
+        axis.legend(fontsize=8, loc=corner)
     figure.tight_layout()
     figure.savefig(path)
 
@@ -135,6 +138,11 @@ def main(argv: list[str] | None = None) -> None:
         flag = "--" + item.name.replace("_", "-")
         kind, nargs = (float, 2) if isinstance(example, tuple) else (type(example), None)
         parser.add_argument(flag, type=kind, nargs=nargs, help="overrides the training blur")
+    parser.add_argument(
+        "--with-default",
+        action="store_true",
+        help="also measure the demo recipe's default training blur, for comparison",
+    )
     parser.add_argument("--png", type=Path, help="write the two plots here")
     parser.add_argument("--json", type=Path, help="write the summary numbers here")
     args = parser.parse_args(argv)
@@ -151,39 +159,36 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(error))
 
     per_pair, real_lengths, real_ratios = real_pairs(args.pairs)
-    synthetic_lengths, synthetic_ratios, extents = synthetic_pairs(
-        args.photos, settings, args.count, args.crop, args.seed
-    )
-    report = {
-        "real": describe(real_lengths, real_ratios),
-        "synthetic": {
-            **describe(synthetic_lengths, synthetic_ratios),
-            "true_extent_mean_px": float(extents.mean()),
-        },
+    sides = {f"real pairs ({real_lengths.size} patches)": (real_lengths, real_ratios)}
+    report: dict = {"real": describe(real_lengths, real_ratios)}
+    compared = {"synthetic": settings}
+    if args.with_default:
+        compared["synthetic_default"] = TrainConfig().blur_settings()
+    for side, blur in compared.items():
+        lengths, ratios, extents = synthetic_pairs(
+            args.photos, blur, args.count, args.crop, args.seed
+        )
+        report[side] = {**describe(lengths, ratios), "true_extent_mean_px": float(extents.mean())}
+        label = "default" if side == "synthetic_default" or not args.calibrated else "calibrated"
+        sides[f"synthetic, {label} training blur ({lengths.size})"] = (lengths, ratios)
+    report |= {
         "pairs": per_pair,
         "blur_settings": dataclasses.asdict(settings),
         "synthetic_crops": {"count": args.count, "crop": args.crop, "seed": args.seed},
         "photos": [str(folder) for folder in args.photos],
     }
-    for name, numbers in [*report.items()][:2] + [*per_pair.items()]:
+    rows = [(side, report[side]) for side in ["real", *compared]] + list(per_pair.items())
+    for name, numbers in rows:
         print(
             f"{name:30s} {numbers['patches']:6d} patches  "
             f"length median {numbers['length_median_px']:2.0f} px, "
             f"p90 {numbers['length_p90_px']:2.0f} px  "
             f"nearly sharp {numbers['nearly_sharp_share']:4.0%}  "
+            f"over {LONG_PX:.0f} px {numbers['long_share']:4.0%}  "
             f"energy ratio median {numbers['energy_ratio_median']:.3f}"
         )
     if args.png:
-        plot(
-            {
-                f"real pairs ({real_lengths.size} patches)": (real_lengths, real_ratios),
-                f"synthetic training crops ({synthetic_lengths.size})": (
-                    synthetic_lengths,
-                    synthetic_ratios,
-                ),
-            },
-            args.png,
-        )
+        plot(sides, args.png)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 
