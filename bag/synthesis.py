@@ -99,11 +99,12 @@ class BlurSettings:
 
     @classmethod
     def calibrated(cls) -> BlurSettings:
-        """Blur matched to real GoPro pairs by `train/blur_stats.py` (model card, "Blur").
+        """Blur matched to real GoPro pairs by `train/blur_stats.py` (model card, section "Blur
+        matched to real pairs").
 
         Against the defaults: no camera path longer than 28 px (the real pairs' best-fitting
         motion lengths stop at about 22-32 px, the defaults' reach 64), at most 13 sub-frames
-        (GoPro averaged 7 to 13 frames of a 240 fps camera; also 2x faster to render) and layer
+        (GoPro averaged 7 to 13 frames of a 240 fps camera; fewer warps to render) and layer
         paths to 28 px. The noise stays: with less of it (0..0.006) the gradient energy ratio
         moved away from the real pairs' (median 0.16 against their 0.24; 0.18 with this noise).
         """
