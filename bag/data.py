@@ -130,8 +130,9 @@ class SyntheticPairs(Dataset):
     items, each seen under a different one of the 8 flips and 90-degree rotations (motion blur
     stays motion blur under them). The R copies of a pair lie `window` items apart, so a batch
     holds distinct pairs; a process renders each pair once while it keeps the last `window`
-    pairs. Choose `window` as a multiple of batch size x processes x loader workers, so that
-    every copy of a pair is fetched by the process that rendered it.
+    pairs. Make `window` a multiple of batch size x processes, so that every copy of a pair is
+    fetched by the process that rendered it; a loader worker that fetches a copy it did not
+    render renders the same pair again (a cost, never a different item).
     """
 
     def __init__(

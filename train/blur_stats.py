@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python t
 
 from bag.blur_statistics import best_motion_length, gradient_energy_ratio  # noqa: E402
 from bag.data import PairedFolder, SyntheticPairs  # noqa: E402
-from bag.sources import read_photos, split_photos  # noqa: E402
+from bag.sources import folder_files, read_photos  # noqa: E402
 from bag.synthesis import BlurSettings  # noqa: E402
 from bag.training import TrainConfig  # noqa: E402
 
@@ -75,13 +75,10 @@ def real_pairs(folders: list[Path]) -> tuple[dict, np.ndarray, np.ndarray]:
 
 
 def synthetic_pairs(
-    photos: list[Path], settings: BlurSettings, count: int, crop: int, seed: int
+    photos: list[np.ndarray], settings: BlurSettings, count: int, crop: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Patches of `count` training crops, and the true mean blur extent of each crop."""
-    training, _ = split_photos(photos, 0.0)
-    dataset = SyntheticPairs(
-        read_photos(training), crop=crop, length=count, seed=seed, settings=settings
-    )
+    dataset = SyntheticPairs(photos, crop=crop, length=count, seed=seed, settings=settings)
     lengths, ratios, extents = [], [], []
     for index in range(count):
         item = dataset[index]
@@ -164,10 +161,9 @@ def main(argv: list[str] | None = None) -> None:
     compared = {"synthetic": settings}
     if args.with_default:
         compared["synthetic_default"] = TrainConfig().blur_settings()
+    photos = read_photos([file for folder in args.photos for file in folder_files(folder)])
     for side, blur in compared.items():
-        lengths, ratios, extents = synthetic_pairs(
-            args.photos, blur, args.count, args.crop, args.seed
-        )
+        lengths, ratios, extents = synthetic_pairs(photos, blur, args.count, args.crop, args.seed)
         report[side] = {**describe(lengths, ratios), "true_extent_mean_px": float(extents.mean())}
         label = "default" if side == "synthetic_default" or not args.calibrated else "calibrated"
         sides[f"synthetic, {label} training blur ({lengths.size})"] = (lengths, ratios)

@@ -229,15 +229,17 @@ def open_folder(root: str, split: str, crop: int | None, config: TrainConfig, se
     )
 
 
-def validation_set(config: TrainConfig) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], dict]:
-    """Fixed validation pairs [(blurred, sharp)], each (1, 3, H, W) in [0, 1], and their recipe."""
+def validation_set(
+    config: TrainConfig, held_out: list[Path]
+) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], dict]:
+    """Fixed validation pairs [(blurred, sharp)], each (1, 3, H, W) in [0, 1], and their recipe;
+    `held_out` are the photos of --sources kept out of training (used when val_holdout is set)."""
     if config.val_data:
         dataset, recipe = open_folder(config.val_data, "test", None, config, VALIDATION_SEED)
         # At most val_size pairs, spread evenly over the (sorted) dataset.
         indices = np.unique(np.linspace(0, len(dataset) - 1, config.val_size).round().astype(int))
     else:
         if config.val_holdout:
-            _, held_out = split_photos(config.sources, config.val_holdout)
             if not held_out:
                 raise SystemExit(
                     f"error: --val-holdout {config.val_holdout} holds out none of the photos "
@@ -425,9 +427,11 @@ def main(argv: list[str] | None = None) -> None:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
 
-    num_workers = (
-        config.num_workers if config.num_workers >= 0 else min(8, (os.cpu_count() or 2) - 1)
-    )
+    # The photos of --sources, split once into training and held-out (validation) photos.
+    try:
+        training_photos, held_out = split_photos(config.sources, config.val_holdout)
+    except ValueError as error:
+        parser.error(str(error))
     # Training data. Items are pure functions of (seed, index); the sampler picks each epoch's
     # indices from (seed, epoch) and shards them over the processes.
     if config.data:
@@ -454,10 +458,6 @@ def main(argv: list[str] | None = None) -> None:
             size=config.dead_leaves_size,
             greyscale_photos=config.greyscale_photos,
         )
-        try:
-            training_photos, held_out = split_photos(config.sources, config.val_holdout)
-        except ValueError as error:
-            parser.error(str(error))
         user_images = read_photos(training_photos)
         per_epoch = steps_per_epoch * config.batch_size * world_size
         blur = config.blur_settings()
@@ -495,6 +495,9 @@ def main(argv: list[str] | None = None) -> None:
             "held_out_images": len(held_out),
             "blur": dataclasses.asdict(blur),
         }
+    num_workers = (
+        config.num_workers if config.num_workers >= 0 else min(8, (os.cpu_count() or 2) - 1)
+    )
     if num_workers > 0:
         single_threaded_data()
     loader = DataLoader(
@@ -568,7 +571,7 @@ def main(argv: list[str] | None = None) -> None:
     validation_pairs, validation_recipe = ([], {})
     if is_main:
         (out / "snapshots").mkdir(parents=True, exist_ok=True)
-        validation_pairs, validation_recipe = validation_set(config)
+        validation_pairs, validation_recipe = validation_set(config, held_out)
         blurred_scores = {
             "val_psnr_blurred": float(
                 np.mean([psnr(to_hwc(b), to_hwc(s)) for b, s in validation_pairs])
