@@ -77,34 +77,60 @@ def save_generator(
     return path
 
 
+# The second half of each message: what the user can do about it.
+_PASS_A_GENERATOR = "pass a generator .safetensors file that train/train.py or save_generator wrote"
+_COPY_AGAIN = "the file is incomplete: copy or download it again"
+
+
+def _not_a_file(path: Path) -> CheckpointError:
+    """The error for a path that is not a regular file: missing, or a folder."""
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.safetensors"))
+        hint = f"pass a file inside it, such as {path / inside[0]}" if inside else _PASS_A_GENERATOR
+        return CheckpointError(f"checkpoint {path} is a folder, not a file; {hint}")
+    return CheckpointError(f"checkpoint {path}: no such file; {_PASS_A_GENERATOR}")
+
+
 def _check_file(path: Path) -> None:
     """Raise CheckpointError unless `path` is a complete safetensors file."""
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path}: no such file")
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"checkpoint {path}: not a safetensors file ({size} bytes)")
-        (header_size,) = struct.unpack("<Q", head)
-        if header_size > _MAX_HEADER_BYTES:
-            raise CheckpointError(f"checkpoint {path}: not a safetensors file")
-        raw = handle.read(header_size)
-    if len(raw) < header_size:
-        raise CheckpointError(f"checkpoint {path}: truncated (the header is incomplete)")
+        raise _not_a_file(path)
+    not_safetensors = CheckpointError(
+        f"checkpoint {path} is not a safetensors file; {_PASS_A_GENERATOR}"
+    )
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            if size == 0:
+                raise CheckpointError(f"checkpoint {path} is empty (0 bytes); {_COPY_AGAIN}")
+            if len(head) < 8:
+                raise not_safetensors
+            (header_size,) = struct.unpack("<Q", head)
+            if header_size > _MAX_HEADER_BYTES:
+                raise not_safetensors
+            raw = handle.read(header_size)
+    except OSError as error:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({error.strerror}); check its permissions"
+        ) from None
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"checkpoint {path}: not a safetensors file") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"checkpoint {path}: not a safetensors file")
-    data_size = max(
-        (entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"),
-        default=0,
-    )
+        data_size = max(
+            (entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"),
+            default=0,
+        )
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError):
+        # A short read of the header fails to parse too: tell truncation from another format.
+        if len(raw) < header_size and raw.lstrip().startswith(b"{"):
+            raise CheckpointError(
+                f"checkpoint {path} is truncated (the header is incomplete); {_COPY_AGAIN}"
+            ) from None
+        raise not_safetensors from None
     if size < 8 + header_size + data_size:
         raise CheckpointError(
-            f"checkpoint {path}: truncated ({size} bytes, expected {8 + header_size + data_size})"
+            f"checkpoint {path} is truncated ({size} bytes of {8 + header_size + data_size}); "
+            f"{_COPY_AGAIN}"
         )
 
 
@@ -116,21 +142,27 @@ def read_metadata(path: str | Path) -> tuple[GeneratorConfig, dict[str, Any]]:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
     except Exception as error:
-        raise CheckpointError(f"checkpoint {path}: unreadable safetensors file ({error})") from None
+        raise CheckpointError(
+            f"checkpoint {path} is an unreadable safetensors file ({error}); {_PASS_A_GENERATOR}"
+        ) from None
     if header.get("format") != FORMAT:
         raise CheckpointError(
-            f"checkpoint {path}: not a BAG generator checkpoint (format {header.get('format')!r})"
+            f"checkpoint {path} is a safetensors file but not a BAG generator checkpoint "
+            f"(format {header.get('format')!r}); {_PASS_A_GENERATOR}"
         )
     if header.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
-            f"checkpoint {path}: format version {header.get('format_version')!r} is not supported "
-            f"(this code reads version {FORMAT_VERSION})"
+            f"checkpoint {path} has format version {header.get('format_version')!r}, which this "
+            f"code does not read (it reads version {FORMAT_VERSION}); load it with the version "
+            "of bag-explorer that wrote it"
         )
     try:
         config = GeneratorConfig.from_dict(json.loads(header["config"]))
         metadata = json.loads(header.get("metadata", "{}"))
     except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {path}: invalid stored config ({error})") from None
+        raise CheckpointError(
+            f"checkpoint {path} holds an invalid config ({error}); {_PASS_A_GENERATOR}"
+        ) from None
     return config, metadata
 
 
@@ -143,7 +175,9 @@ def load_generator(
     try:
         tensors = load_file(str(path), device="cpu")
     except Exception as error:
-        raise CheckpointError(f"checkpoint {path}: unreadable weights ({error})") from None
+        raise CheckpointError(
+            f"checkpoint {path} has unreadable weights ({error}); {_COPY_AGAIN}"
+        ) from None
     generator = Generator(config)
     expected = generator.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -163,7 +197,9 @@ def load_generator(
                     f"{label}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
                 )
         raise CheckpointError(
-            f"checkpoint {path}: weights do not match the stored config ({'; '.join(problems)})"
+            f"checkpoint {path}: its weights do not match the stored config "
+            f"({'; '.join(problems)}), so it was altered or written by other code; "
+            f"{_PASS_A_GENERATOR}"
         )
     generator.load_state_dict(tensors)
     return generator.to(device).eval(), metadata

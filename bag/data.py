@@ -4,6 +4,8 @@
 - `PairedFolder`: ROOT/blur/*, ROOT/sharp/* with matching names (and ROOT/extent/ if present,
   as written by train/synthesize.py).
 - `GoProDataset`: the GoPro layout ROOT/{train,test}/<sequence>/{blur,blur_gamma,sharp}/*.png.
+- `detect_layout` and `open_pairs`: which of the two folder layouts a folder holds, one rule
+  for training and evaluation alike.
 """
 
 from __future__ import annotations
@@ -337,3 +339,50 @@ class GoProDataset(Dataset):
             [read_image(blurred_path), read_image(sharp_path)], self.crop, rng, name
         )
         return {"blurred": _to_tensor(blurred), "sharp": _to_tensor(sharp), "name": name}
+
+
+LAYOUTS = ("gopro", "paired")
+
+
+def detect_layout(root: str | Path, split: str = "test") -> str:
+    """ "gopro" or "paired": the layout of the image pairs under `root`, for the GoPro `split`.
+
+    "gopro" if some ROOT/<split>/<sequence>/sharp/ exists, else "paired" if ROOT/blur/ and
+    ROOT/sharp/ do; ValueError if neither. GoPro comes first, so a folder holding both layouts
+    is read as GoPro by training and evaluation alike: train.py always read such a folder so,
+    and a run recorded with it must resume on the same data.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: dataset folder not found")
+    split_dir = root / split
+    if split_dir.is_dir() and any(
+        (sequence / "sharp").is_dir() for sequence in split_dir.iterdir()
+    ):
+        return "gopro"
+    if (root / "blur").is_dir() and (root / "sharp").is_dir():
+        return "paired"
+    raise ValueError(
+        f"{root} is neither a GoPro root (ROOT/{split}/<sequence>/blur|blur_gamma|sharp) "
+        "nor a paired folder (ROOT/blur, ROOT/sharp)"
+    )
+
+
+def open_pairs(
+    root: str | Path,
+    split: str = "test",
+    layout: str = "auto",
+    blur_version: str = "blur",
+    crop: int | None = None,
+    seed: int = 0,
+) -> GoProDataset | PairedFolder:
+    """The pairs under `root` in `layout` ("auto": `detect_layout`); `split` and `blur_version`
+    apply to GoPro only, `crop` and `seed` as in the datasets. ValueError if they cannot be read.
+    """
+    if layout == "auto":
+        layout = detect_layout(root, split)
+    if layout == "gopro":
+        return GoProDataset(root, split=split, blur_version=blur_version, crop=crop, seed=seed)
+    if layout == "paired":
+        return PairedFolder(root, crop=crop, seed=seed)
+    raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")

@@ -121,6 +121,38 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     return array
 
 
+_READABLE = "PNG, JPEG, TIFF, BMP or WebP"
+
+
+def _unreadable(path: Path, error: OSError | None) -> str:
+    """Why Pillow cannot open `path`, from its first bytes, and what to do (one clause each)."""
+    if isinstance(error, PermissionError):
+        return "permission denied; check the file's permissions"
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(1024)
+    except OSError as read_error:
+        return f"cannot be read ({read_error.strerror})"
+    convert = f"convert it to {_READABLE} first"
+    if not head:
+        return f"not an image file (it is empty); pass a {_READABLE} image"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"mif1", b"msf1"):
+        return f"a HEIC photo, a format Pillow cannot read here; {convert}"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
+        return f"an AVIF image, a format Pillow cannot read here; {convert}"
+    if head.startswith(b"%PDF"):
+        return f"a PDF document, not an image file; {convert}"
+    if b"<svg" in head.lower():
+        return f"an SVG drawing (vector graphics), not an image file of pixels; {convert}"
+    try:
+        is_text = b"\0" not in head and bool(head.decode("utf-8").strip())
+    except UnicodeDecodeError:  # a multi-byte character cut at 1024 bytes reads as binary
+        is_text = False
+    if is_text:
+        return f"a text file, not an image file; pass a {_READABLE} image"
+    return f"not an image file Pillow can read; pass a {_READABLE} image"
+
+
 def load_image(
     image: Image.Image | np.ndarray | str | Path, max_pixels: int | None = None
 ) -> np.ndarray:
@@ -135,6 +167,8 @@ def load_image(
         return _from_array(image)
     if isinstance(image, (str, Path)):
         path = Path(image)
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder, not an image file; pass one of the images in it")
         if not path.is_file():
             raise ValueError(f"{path}: no such file")
         try:
@@ -143,8 +177,10 @@ def load_image(
                 opened = Image.open(path)
         except Image.DecompressionBombError as error:
             raise ValueError(f"{path}: {error}") from None
+        except OSError as error:
+            raise ValueError(f"{path}: {_unreadable(path, error)}") from None
         except Exception:
-            raise ValueError(f"{path}: not an image file Pillow can read") from None
+            raise ValueError(f"{path}: {_unreadable(path, None)}") from None
         with opened:
             _check_size(opened.width, opened.height, max_pixels, str(path.name))
             try:
@@ -156,7 +192,9 @@ def load_image(
                 opened.load()
                 return _from_pil(ImageOps.exif_transpose(opened))
             except (OSError, SyntaxError, ValueError) as error:
-                raise ValueError(f"{path}: the image is corrupt or truncated ({error})") from None
+                raise ValueError(
+                    f"{path}: the image is corrupt or truncated ({error}); export or copy it again"
+                ) from None
     if isinstance(image, Image.Image):
         _check_size(image.width, image.height, max_pixels, "the image")
         try:

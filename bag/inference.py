@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,24 +16,61 @@ from PIL import Image
 
 from bag.checkpoint import load_generator
 from bag.imageio import load_image, to_pil
-from bag.layers.norm import InstanceNorm, StatisticsRecorder
+from bag.layers.norm import NormStatistics
 from bag.model import Generator, GeneratorOutput
 
+# The shipped generator: inside an installed package (pyproject.toml's bag.shipped), else in the
+# checkout's checkpoints/ beside bag/ (a checkout, or an editable install).
+_INSTALLED_CHECKPOINT = Path(__file__).resolve().parent / "shipped" / "generator.safetensors"
 DEFAULT_CHECKPOINT = (
-    Path(__file__).resolve().parent.parent / "checkpoints" / "generator.safetensors"
+    _INSTALLED_CHECKPOINT
+    if _INSTALLED_CHECKPOINT.is_file()
+    else Path(__file__).resolve().parent.parent / "checkpoints" / "generator.safetensors"
 )
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MIN_SIDE = 16  # smaller inputs are padded by edge replication, restored, and cropped back
 
 
-class DeblurResult(NamedTuple):
-    """A restored image, its four attention maps and how long the forward pass took."""
+@dataclass(frozen=True, eq=False)
+class DeblurResult:
+    """A restored image, its attention maps at the network's resolution, and the timing.
 
-    image: Image.Image  # RGB, the size of the (EXIF-oriented) input
-    attention: list[np.ndarray]  # A1..A4, float32 (H, W) in [0, 1] at the input's resolution
+    Everything is numpy float32 in [0, 1], as `bag.imageio.load_image` returns the input: the
+    image is not rounded to 8 bits, so metrics and 16-bit exports see the network's own values
+    (`to_pil()` / `to_uint8()` give the 8-bit image for saving or display). The maps are kept
+    as the network computes them, one value per 4 x 4 block of the input; upsampling them to
+    the input's size is the caller's choice (`attention_at_input_size()`), since it multiplies
+    their memory by 16 and most uses (display, statistics, tiling) do not need it.
+    """
+
+    image: np.ndarray  # RGB float32 (H, W, 3) in [0, 1], the size of the (EXIF-oriented) input
+    attention: tuple[np.ndarray, ...]  # A1..A4, float32 (ceil(H/4), ceil(W/4)) in [0, 1]
     seconds: float  # wall time of the forward pass(es), synchronised on CUDA
-    input: np.ndarray  # the input as float32 (H, W, 3) in [0, 1], after mode conversion
     tiles: int  # tiles per pass (1 = one untiled pass)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of the input and of the restored image."""
+        return int(self.image.shape[0]), int(self.image.shape[1])
+
+    def to_uint8(self) -> np.ndarray:
+        """The restored image as uint8 (H, W, 3), rounded (what `to_pil()` saves)."""
+        return np.asarray(self.to_pil())
+
+    def to_pil(self) -> Image.Image:
+        """The restored image as an 8-bit RGB PIL image, rounded, e.g. to save as PNG."""
+        return to_pil(self.image)
+
+    def attention_at_input_size(self) -> tuple[np.ndarray, ...]:
+        """A1..A4 upsampled bilinearly to float32 (H, W) in [0, 1], one value per pixel."""
+        return tuple(upsample_attention(a, *self.size) for a in self.attention)
+
+
+def upsample_attention(attention: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(ceil(H/4), ceil(W/4)) -> float32 (H, W) in [0, 1]: each value covers a 4x4 input block."""
+    quarter = torch.from_numpy(np.ascontiguousarray(attention, dtype=np.float32))[None, None]
+    full = F.interpolate(quarter, scale_factor=4, mode="bilinear", align_corners=False)
+    return full[0, 0, :height, :width].clamp(0, 1).numpy()
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -73,34 +110,21 @@ def _ramp(size: int, left: int, right: int) -> torch.Tensor:
     return weight.clamp_min(1e-3)
 
 
-@contextmanager
-def _norm_statistics(
-    generator: Generator,
-    statistics: dict[InstanceNorm, tuple[torch.Tensor, torch.Tensor]] | None,
-    recorder: StatisticsRecorder | None,
-) -> Iterator[None]:
-    """Make every InstanceNorm use `statistics` (None: its own) and report to `recorder`."""
-    layers = [m for m in generator.modules() if isinstance(m, InstanceNorm)]
-    try:
-        for layer in layers:
-            layer.statistics = None if statistics is None else statistics[layer]
-            layer.recorder = recorder
-        yield
-    finally:
-        for layer in layers:
-            layer.statistics = None
-            layer.recorder = None
-
-
 class Deblurrer:
     """Restores photos with a BAG generator, on CPU or CUDA, tiled when they are large.
 
-    Tiled inference normalises every tile with statistics of the whole image (InstanceNorm
-    would otherwise normalise each tile by its own statistics and tiles would not match the
-    untiled result). The statistics come from one untiled pass over the image, downscaled to
-    at most `statistics_pixels` when it is larger: exact up to that size, an estimate above.
+    An image of at most `max_untiled_pixels` is restored in one untiled pass; only a larger one
+    is tiled (`tile` x `tile` pixels, `overlap` shared), which bounds the memory of a pass.
+    Tiled inference normalises every tile with statistics of the whole image, handed to the
+    generator as `NormStatistics` (InstanceNorm would otherwise normalise each tile by its own
+    statistics and tiles would not match the untiled result). The statistics come from one
+    untiled pass over the image, downscaled to at most `statistics_pixels` when it is larger:
+    exact up to that size, an estimate above.
     (Re-measuring them over the tiles with the estimated statistics does not converge: errors
     in early layers are amplified by later ones.)
+
+    `metadata` is what the checkpoint records (epoch, metrics, recipe); `from_checkpoint` sets
+    it, and a Deblurrer built around a generator in memory has {} unless given one.
     """
 
     def __init__(
@@ -112,6 +136,8 @@ class Deblurrer:
         precision: str = "auto",
         max_pixels: int = 50_000_000,
         statistics_pixels: int = 4_000_000,
+        max_untiled_pixels: int = 4_000_000,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         if tile is not None and (tile < 64 or tile % 4):
             raise ValueError(f"tile must be a multiple of 4 and at least 64, got {tile}")
@@ -126,6 +152,10 @@ class Deblurrer:
         self.overlap = overlap - overlap % 4
         self.max_pixels = max_pixels
         self.statistics_pixels = statistics_pixels
+        # Below this size the statistics pass that tiling needs would already be the untiled
+        # result (it runs at up to statistics_pixels), so tiles would only repeat the work.
+        self.max_untiled_pixels = max_untiled_pixels
+        self.metadata: dict[str, Any] = dict(metadata or {})
 
     @classmethod
     def from_checkpoint(
@@ -133,9 +163,7 @@ class Deblurrer:
     ) -> Deblurrer:
         """Load a generator checkpoint (None: the one shipped in checkpoints/)."""
         generator, metadata = load_generator(DEFAULT_CHECKPOINT if path is None else path)
-        deblurrer = cls(generator, device=device, **kwargs)
-        deblurrer.metadata = metadata
-        return deblurrer
+        return cls(generator, device=device, metadata=metadata, **kwargs)
 
     def _autocast(self):
         if self.precision == "float32":
@@ -160,20 +188,14 @@ class Deblurrer:
         output, tiles = self.restore(x)
         self._synchronize()
         seconds = time.perf_counter() - start
-        restored = output.image[0, :, :height, :width].permute(1, 2, 0).float().cpu().numpy()
-        attention = [
-            self._upsample_map(a, x.shape[-2], x.shape[-1])[:height, :width]
+        restored = output.image[0, :, :height, :width].permute(1, 2, 0).float().clamp(0, 1)
+        # Maps of a padded tiny input are cropped to the input's own quarter-size grid.
+        quarter_h, quarter_w = math.ceil(height / 4), math.ceil(width / 4)
+        attention = tuple(
+            a[0, 0, :quarter_h, :quarter_w].float().clamp(0, 1).cpu().numpy()
             for a in output.attention
-        ]
-        return DeblurResult(to_pil(restored), attention, seconds, array, tiles)
-
-    @staticmethod
-    def _upsample_map(attention: torch.Tensor, height: int, width: int) -> np.ndarray:
-        """(1, 1, ceil(H/4), ceil(W/4)) -> float32 (H, W): each value covers a 4x4 input block."""
-        full = F.interpolate(
-            attention.float(), scale_factor=4, mode="bilinear", align_corners=False
         )
-        return full[0, 0, :height, :width].clamp(0, 1).cpu().numpy()
+        return DeblurResult(restored.cpu().numpy(), attention, seconds, tiles)
 
     @torch.no_grad()
     def restore(self, x: torch.Tensor) -> tuple[GeneratorOutput, int]:
@@ -182,7 +204,8 @@ class Deblurrer:
         Attention maps stay at the network's resolution (1, 1, ceil(H/4), ceil(W/4)).
         """
         height, width = x.shape[-2:]
-        if self.tile is None or (height <= self.tile and width <= self.tile):
+        fits = height * width <= self.max_untiled_pixels or max(height, width) <= (self.tile or 0)
+        if self.tile is None or fits:
             with self._autocast():
                 output = self.generator(x)
             return GeneratorOutput(output.image.float(), [a.float() for a in output.attention]), 1
@@ -199,7 +222,7 @@ class Deblurrer:
             tiles,
         )
 
-    def _statistics(self, x: torch.Tensor) -> dict[InstanceNorm, tuple[torch.Tensor, torch.Tensor]]:
+    def _statistics(self, x: torch.Tensor) -> NormStatistics:
         """InstanceNorm statistics from one pass over a copy of at most `statistics_pixels`."""
         height, width = x.shape[-2:]
         scale = min(1.0, math.sqrt(self.statistics_pixels / (height * width)))
@@ -207,15 +230,18 @@ class Deblurrer:
         if scale < 1:
             size = (max(8, round(height * scale / 4) * 4), max(8, round(width * scale / 4) * 4))
             small = F.interpolate(x, size=size, mode="area")
-        recorder = StatisticsRecorder()
-        with _norm_statistics(self.generator, None, recorder), self._autocast():
-            self.generator(small)
-        return recorder.statistics()
+        recorder = NormStatistics()
+        with self._autocast():
+            self.generator(small, norm_statistics=recorder)
+        return recorder.frozen()
 
     def _tiled_pass(
-        self, x: torch.Tensor, statistics: dict[InstanceNorm, tuple[torch.Tensor, torch.Tensor]]
+        self, x: torch.Tensor, statistics: NormStatistics | None
     ) -> tuple[torch.Tensor, list[torch.Tensor], int]:
-        """Overlapping tiles of `x` (1, 3, H, W), H and W multiples of 4, blended linearly."""
+        """Overlapping tiles of `x` (1, 3, H, W), H and W multiples of 4, blended linearly.
+
+        Every tile is normalised with `statistics` (None: each by its own, which is wrong).
+        """
         height, width = x.shape[-2:]
         tile_h, tile_w = min(self.tile, height), min(self.tile, width)
         rows = _tile_starts(height, tile_h, self.overlap)
@@ -226,8 +252,9 @@ class Deblurrer:
         attention_weights = torch.zeros(1, 1, height // 4, width // 4, device=x.device)
         for i, y in enumerate(rows):
             for j, x0 in enumerate(cols):
-                with _norm_statistics(self.generator, statistics, None), self._autocast():
-                    output = self.generator(x[..., y : y + tile_h, x0 : x0 + tile_w])
+                with self._autocast():
+                    tile = x[..., y : y + tile_h, x0 : x0 + tile_w]
+                    output = self.generator(tile, norm_statistics=statistics)
                 # Ramps span the overlap with each neighbour; no ramp at the image border.
                 top = rows[i - 1] + tile_h - y if i > 0 else 0
                 bottom = y + tile_h - rows[i + 1] if i + 1 < len(rows) else 0

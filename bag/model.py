@@ -11,7 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bag.layers import DenseBlock, PlainBlock, ResidualBlock, SpatialAttention, norm_layer
+from bag.layers import (
+    DenseBlock,
+    NormSequential,
+    NormStatistics,
+    PlainBlock,
+    ResidualBlock,
+    SpatialAttention,
+    norm_layer,
+)
 
 BLOCKS = ("dense", "residual", "plain")
 NORMS = ("instance", "batch")
@@ -36,6 +44,11 @@ class GeneratorConfig:
     norm: str = "instance"  # "instance" (BAG) or "batch" (Model 2)
     spatial_attention: bool = True  # the SAU; off for Plain and Models 1-3
     multi_level_residual: bool = True  # input of module k+1 = F_out_k + E; else + F_in_k
+    # InstanceNorm after the decoder's two transposed convolutions (the paper's reading). Off,
+    # the decoder keeps the scale of its input: a per-image normalisation just before the
+    # output fixes the residual's energy per image (a sharp photo gets as much change as a
+    # blurred one) and erases any uniform scale the attention maps put on the features.
+    decoder_norm: bool = True
 
     def __post_init__(self) -> None:
         if self.block not in BLOCKS:
@@ -101,8 +114,11 @@ class BlurAttentionModule(nn.Module):
             self.body = PlainBlock(width, config.dense_layers + 2, config.norm)
         self.attention = SpatialAttention() if config.spatial_attention else None
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        features = self.body(x)  # (B, W, h, w)
+    def forward(
+        self, x: torch.Tensor, norm_statistics: NormStatistics | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, W, h, w) -> F_out (B, W, h, w) and A (B, 1, h, w), or None without the SAU."""
+        features = self.body(x, norm_statistics)  # (B, W, h, w)
         if self.attention is None:
             return features, None
         attention = self.attention(features)  # (B, 1, h, w)
@@ -116,7 +132,7 @@ class Generator(nn.Module):
         super().__init__()
         self.config = config
         c, norm = config.base_channels, config.norm
-        self.encoder = nn.Sequential(
+        self.encoder = NormSequential(
             nn.ReflectionPad2d(3),
             nn.Conv2d(3, c, 7),
             norm_layer(c, norm),
@@ -131,12 +147,12 @@ class Generator(nn.Module):
         self.trunk = nn.ModuleList(BlurAttentionModule(config) for _ in range(config.num_modules))
         # The last layer is a stride-1 7x7 convolution (what a stride-1 transposed convolution
         # is) after reflection padding, which avoids dark borders.
-        self.decoder = nn.Sequential(
+        self.decoder = NormSequential(
             nn.ConvTranspose2d(4 * c, 2 * c, 3, stride=2, padding=1, output_padding=1),
-            norm_layer(2 * c, norm),
+            norm_layer(2 * c, norm) if config.decoder_norm else nn.Identity(),
             nn.ReLU(inplace=True),
             nn.ConvTranspose2d(2 * c, c, 3, stride=2, padding=1, output_padding=1),
-            norm_layer(c, norm),
+            norm_layer(c, norm) if config.decoder_norm else nn.Identity(),
             nn.ReLU(inplace=True),
             nn.ReflectionPad2d(3),
             nn.Conv2d(c, 3, 7),
@@ -147,8 +163,15 @@ class Generator(nn.Module):
             self.decoder[-1].weight.mul_(0.1)
             self.decoder[-1].bias.zero_()
 
-    def forward(self, x: torch.Tensor) -> GeneratorOutput:
-        """Restore `x` (B, 3, H, W) in [0, 1]; H, W >= 8, any size."""
+    def forward(
+        self, x: torch.Tensor, norm_statistics: NormStatistics | None = None
+    ) -> GeneratorOutput:
+        """Restore `x` (B, 3, H, W) in [0, 1]; H, W >= 8, any size.
+
+        Every InstanceNorm normalises by its own input unless `norm_statistics` is given: tiled
+        inference records them over the whole image, then normalises each tile with them
+        (see `bag.layers.NormStatistics`). Training never passes them.
+        """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
         height, width = x.shape[-2:]
@@ -159,14 +182,14 @@ class Generator(nn.Module):
         signed = x * 2 - 1  # the network works in [-1, 1]
         if pad_h or pad_w:
             signed = F.pad(signed, (0, pad_w, 0, pad_h), mode="reflect")
-        encoded = self.encoder(signed)  # E: (B, 4C, H/4, W/4)
+        encoded = self.encoder(signed, norm_statistics)  # E: (B, 4C, H/4, W/4)
         features, attention = encoded, []
         for module in self.trunk:
-            out, weights = module(features)
+            out, weights = module(features, norm_statistics)
             if weights is not None:
                 attention.append(weights[..., : math.ceil(height / 4), : math.ceil(width / 4)])
             features = out + (encoded if self.config.multi_level_residual else features)
-        residual = self.decoder(features)  # (B, 3, H, W)
+        residual = self.decoder(features, norm_statistics)  # (B, 3, H, W)
         restored = (signed.float() + torch.tanh(residual.float())).clamp(-1, 1)
         image = (restored[..., :height, :width] + 1) / 2
         return GeneratorOutput(image=image, attention=attention)

@@ -1,21 +1,30 @@
-"""Training recipe: the TrainConfig dataclass with its presets, the learning-rate schedule, and the
-sampler that makes every epoch's data a pure function of (seed, epoch) on any number of processes.
+"""Training recipe: the TrainConfig dataclass with its presets, the learning-rate schedule, the
+sampler that makes every epoch's data a pure function of (seed, epoch) on any number of
+processes, and what a recipe builds on each process: device and process group, the networks
+with their optimisers, the content loss.
 
-The training loop itself is the script train/train.py.
+The data sets of a recipe are in bag.training_data; the training loop is train/train.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Sampler
 
-from bag.model import GeneratorConfig
+from bag.discriminator import PatchDiscriminator
+from bag.losses import PerceptualLoss, charbonnier_loss, frequency_loss, l1_loss
+from bag.model import Generator, GeneratorConfig
 from bag.synthesis import BlurSettings
 
 LR_SCHEDULES = ("cosine", "linear-decay")
@@ -33,7 +42,8 @@ class TrainConfig:
 
     generator: GeneratorConfig = field(default_factory=GeneratorConfig.compact)
     # Data: `data` is a GoPro root (ROOT/train/<seq>/{blur,sharp}) or a paired folder
-    # (ROOT/blur, ROOT/sharp); empty = synthetic blur on the built-in sharp sources.
+    # (ROOT/blur, ROOT/sharp), GoPro first if it holds both (bag.data.detect_layout);
+    # empty = synthetic blur on the built-in sharp sources.
     data: str = ""
     blur_version: str = "blur"  # GoPro only: "blur" or "blur_gamma"
     # Folders of sharp photos added to the built-in sources. `val_holdout` of their photos
@@ -308,3 +318,134 @@ class EpochSampler(Sampler[int]):
                     rng = np.random.default_rng((self.seed, data_pass))
                     permutations[data_pass] = rng.permutation(self.num_items)
                 yield int(permutations[data_pass][offset])
+
+
+# ----------------------------------------------------------------------------- per process
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process's place in a run: one process, or one of torchrun's."""
+
+    world_size: int
+    rank: int
+    device: torch.device
+    amp: bool  # bf16 autocast
+    control: Any  # gloo group for small decisions (CPU tensors: no device sync), or None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def use_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self) -> AbstractContextManager:
+        """The context the networks run in: bf16 autocast with `amp`, else nothing."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
+
+
+def set_up_processes(config: TrainConfig, set_threads: bool = True) -> Processes:
+    """Device and (under torchrun, which sets WORLD_SIZE, RANK and LOCAL_RANK) process group.
+
+    With `set_threads`, torch computes on every core of a CPU run and on one thread beside a
+    GPU. `amp` needs CUDA or a CPU with native bf16.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if set_threads:
+        torch.set_num_threads(1 if use_cuda else len(os.sched_getaffinity(0)))
+    if use_cuda:
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    control = None
+    if world_size > 1:
+        dist.init_process_group(
+            "nccl" if use_cuda else "gloo", device_id=device if use_cuda else None
+        )
+        control = dist.new_group(backend="gloo")
+    amp = config.amp and (use_cuda or torch.cpu._is_avx512_bf16_supported())
+    return Processes(world_size, rank, device, amp, control)
+
+
+def memory_format(config: TrainConfig) -> torch.memory_format:
+    """The layout of the networks' weights and of the batches."""
+    return torch.channels_last if config.channels_last else torch.contiguous_format
+
+
+@dataclass(frozen=True)
+class Models:
+    """`generator` and `critic` are the plain modules, saved and validated; the `*_train`
+    modules are what trains: DDP wrappers (they average gradients over processes), and the
+    generator compiled if asked."""
+
+    generator: Generator
+    critic: PatchDiscriminator
+    generator_train: torch.nn.Module
+    critic_train: torch.nn.Module
+    generator_optimizer: torch.optim.Optimizer
+    critic_optimizer: torch.optim.Optimizer
+
+
+def build_models(
+    config: TrainConfig, processes: Processes, state: dict[str, Any] | None = None
+) -> Models:
+    """The networks and their AdamW optimisers: initial weights from the seed (the same on
+    every process), or the weights and optimiser states of a resume `state`."""
+    torch.manual_seed(config.seed)
+    generator = Generator(config.generator)
+    critic = PatchDiscriminator(
+        base_channels=config.critic_channels, num_layers=config.critic_layers
+    )
+    if state is not None:
+        generator.load_state_dict(state["generator"])
+        critic.load_state_dict(state["critic"])
+    generator.to(processes.device, memory_format=memory_format(config))
+    critic.to(processes.device, memory_format=memory_format(config))
+    if processes.world_size > 1 and processes.use_cuda:
+        generator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(generator)
+    options = {"lr": config.lr, "betas": config.betas, "weight_decay": config.weight_decay}
+    fused = processes.use_cuda
+    generator_optimizer = torch.optim.AdamW(generator.parameters(), fused=fused, **options)
+    critic_optimizer = torch.optim.AdamW(critic.parameters(), fused=fused, **options)
+    if state is not None:
+        generator_optimizer.load_state_dict(state["generator_optimizer"])
+        critic_optimizer.load_state_dict(state["critic_optimizer"])
+    generator_train, critic_train = generator, critic
+    if processes.world_size > 1:
+        generator_train = DistributedDataParallel(generator)
+        critic_train = DistributedDataParallel(critic)
+    if config.compile:
+        generator_train = torch.compile(generator_train)
+    return Models(
+        generator, critic, generator_train, critic_train, generator_optimizer, critic_optimizer
+    )
+
+
+def content_loss_fn(
+    config: TrainConfig, device: torch.device
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """L_C of the recipe plus frequency_weight x the FFT loss: (restored, sharp), each
+    (B, 3, H, W) in [0, 1], -> a scalar. Perceptual: VGGWeightsUnavailable without weights."""
+    perceptual = None
+    if config.content_loss == "perceptual":
+        perceptual = PerceptualLoss(weights=config.vgg_weights or None).to(device)
+
+    def content_loss(restored: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
+        if perceptual is not None:
+            loss = perceptual(restored, sharp).float()
+        elif config.content_loss == "charbonnier":
+            loss = charbonnier_loss(restored, sharp)
+        else:
+            loss = l1_loss(restored, sharp)
+        if config.frequency_weight:
+            loss = loss + config.frequency_weight * frequency_loss(restored, sharp)
+        return loss
+
+    return content_loss

@@ -1,5 +1,6 @@
-"""Pictures of maps: colormapped heatmaps on a fixed [0, 1] scale, overlays, colour bars, boxes,
-the epochs x modules attention grid and the validation curves.
+"""Arrays to pictures for the library and the scripts: resizing, heatmaps on a fixed [0, 1]
+scale, figures rendered to arrays, and the validation curves of a training run (the app's
+own pictures, overlays, boxes and grids, are in explorer/pictures.py).
 
 Images here are numpy arrays: maps are float (H, W) in [0, 1], pictures are uint8 (H, W, 3).
 Matplotlib is used through `Figure` objects (no pyplot state), so drawing is thread-safe.
@@ -16,10 +17,6 @@ import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from PIL import Image, ImageDraw
-
-COLORMAPS = ("inferno", "viridis", "magma", "turbo", "gray")  # offered in the app
-MODULE_NAMES = ("A1", "A2", "A3", "A4")
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -55,11 +52,6 @@ def shrink(array: np.ndarray, max_side: int) -> np.ndarray:
     return resize(array, *fit_size(array.shape[0], array.shape[1], max_side))
 
 
-def enlarge(image: np.ndarray, factor: int) -> np.ndarray:
-    """Nearest-neighbour upscaling by an integer factor, so small crops show crisp pixels."""
-    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
-
-
 def colormap_table(colormap: str) -> np.ndarray:
     """The 256-entry uint8 RGB lookup table (256, 3) of a matplotlib colormap."""
     colours = matplotlib.colormaps[colormap](np.linspace(0.0, 1.0, 256))[:, :3]
@@ -72,113 +64,12 @@ def heatmap(values: np.ndarray, colormap: str = "inferno") -> np.ndarray:
     return colormap_table(colormap)[index]
 
 
-def overlay(
-    image: np.ndarray,
-    values: np.ndarray,
-    colormap: str = "inferno",
-    opacity: float | np.ndarray = 0.6,
-) -> np.ndarray:
-    """Blend the heatmap of `values` (H, W) in [0, 1] over `image` (H, W, 3); uint8 out.
-
-    `opacity` is one number or a per-pixel (H, W) map, in [0, 1].
-    """
-    base = to_uint8(image).astype(np.float32)
-    heat = heatmap(values, colormap).astype(np.float32)
-    alpha = np.clip(np.asarray(opacity, dtype=np.float32), 0.0, 1.0)
-    if alpha.ndim == 2:
-        alpha = alpha[..., None]  # (H, W, 1): broadcast over RGB
-    return (base * (1.0 - alpha) + heat * alpha + 0.5).astype(np.uint8)
-
-
-def weighted_overlay(
-    image: np.ndarray, values: np.ndarray, colormap: str = "inferno", max_opacity: float = 0.85
-) -> np.ndarray:
-    """`overlay` with a per-pixel opacity of max_opacity * sqrt(value): pixels with no
-    attribution show the image unchanged."""
-    opacity = max_opacity * np.sqrt(np.clip(np.nan_to_num(values), 0.0, 1.0))
-    return overlay(image, values, colormap, opacity)
-
-
-def draw_box(
-    image: np.ndarray,
-    box: tuple[int, int, int, int],
-    colour: tuple[int, int, int] = (0, 255, 255),
-    thickness: int = 2,
-) -> np.ndarray:
-    """Copy of uint8 `image` with the rectangle (left, top, right, bottom) drawn, right/bottom
-    exclusive; the outline is drawn just outside the box so the boxed pixels stay visible."""
-    picture = Image.fromarray(to_uint8(image))
-    left, top, right, bottom = box
-    ImageDraw.Draw(picture).rectangle(
-        (left - thickness, top - thickness, right + thickness - 1, bottom + thickness - 1),
-        outline=colour,
-        width=thickness,
-    )
-    return np.asarray(picture)
-
-
 def figure_to_array(figure: Figure, dpi: int = 100) -> np.ndarray:
     """Render a matplotlib figure to uint8 (H, W, 3)."""
     canvas = FigureCanvasAgg(figure)
     figure.set_dpi(dpi)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
-def colorbar(
-    colormap: str = "inferno", label: str = "attention (fixed scale 0 to 1)", width: int = 640
-) -> np.ndarray:
-    """A horizontal colour bar with ticks at 0, 0.25, ..., 1 as uint8 (H, W, 3)."""
-    figure = Figure(figsize=(width / 100, 0.85))
-    axes = figure.add_axes((0.03, 0.55, 0.94, 0.3))
-    gradient = np.linspace(0.0, 1.0, 256)[None]
-    axes.imshow(gradient, aspect="auto", cmap=colormap, vmin=0.0, vmax=1.0, extent=(0, 1, 0, 1))
-    axes.set_yticks([])
-    axes.set_xticks([0.0, 0.25, 0.5, 0.75, 1.0])
-    axes.tick_params(labelsize=9)
-    axes.set_xlabel(label, fontsize=9, labelpad=2)
-    return figure_to_array(figure)
-
-
-def attention_grid(
-    maps: Sequence[Sequence[np.ndarray]],
-    row_labels: Sequence[str],
-    colormap: str = "inferno",
-    cell_width: float = 2.4,
-) -> np.ndarray:
-    """Grid of maps (rows x modules), all on the shared scale [0, 1], with one colour bar.
-
-    `maps[r][m]` is float (H, W) in [0, 1]; returns uint8 (H, W, 3).
-    """
-    rows, cols = len(maps), len(maps[0])
-    height, width = maps[0][0].shape
-    cell_height = cell_width * height / width
-    figure = Figure(figsize=(cols * cell_width + 1.3, rows * cell_height + 0.9))
-    grid = figure.add_gridspec(
-        rows,
-        cols + 1,
-        width_ratios=[1.0] * cols + [0.06],
-        left=0.09,
-        right=0.93,
-        top=1.0 - 0.45 / (rows * cell_height + 0.9),
-        bottom=0.3 / (rows * cell_height + 0.9),
-        wspace=0.04,
-        hspace=0.06,
-    )
-    image = None
-    for r in range(rows):
-        for c in range(cols):
-            axes = figure.add_subplot(grid[r, c])
-            image = axes.imshow(maps[r][c], cmap=colormap, vmin=0.0, vmax=1.0)
-            axes.set_xticks([])
-            axes.set_yticks([])
-            if r == 0:
-                axes.set_title(MODULE_NAMES[c] if c < len(MODULE_NAMES) else f"A{c + 1}")
-            if c == 0:
-                axes.set_ylabel(row_labels[r], fontsize=10)
-    bar_axes = figure.add_subplot(grid[:, cols])
-    figure.colorbar(image, cax=bar_axes, label="attention (shared scale 0 to 1)")
-    return figure_to_array(figure)
 
 
 def validation_curves(

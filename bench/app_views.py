@@ -15,26 +15,21 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
+from inference import test_image  # bench/inference.py, beside this script
+
+from bag import load_generator
+from bag.attention import attention_evolution
+from bag.attribution import AttributionSettings, explain_patch
+from bag.inference import DEFAULT_CHECKPOINT
+from bag.runs import find_snapshots
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from bag import load_generator  # noqa: E402
-from bag.explain import (  # noqa: E402
-    AttributionSettings,
-    attention_evolution,
-    explain_patch,
-    find_snapshots,
-)
-from bag.inference import DEFAULT_CHECKPOINT  # noqa: E402
-from bench.inference import test_image  # noqa: E402
-
-EVOLUTION_MAX_SIDE = 512  # the app's default (app.EVOLUTION_MAX_SIDE)
+EVOLUTION_MAX_SIDE = 512  # the app's default (explorer.config.EVOLUTION_MAX_SIDE)
 
 
 def median_seconds(run, repeats: int) -> float:

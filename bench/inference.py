@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bag import Deblurrer, DeblurResult, Generator, GeneratorConfig, load_generator
+from bag.imageio import load_image
+from bag.inference import DEFAULT_CHECKPOINT
 
-from bag import Deblurrer, Generator, GeneratorConfig, load_generator  # noqa: E402
-from bag.imageio import load_image  # noqa: E402
-from bag.inference import DEFAULT_CHECKPOINT  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -50,9 +49,9 @@ def load(checkpoint: str | None):
     return Generator(GeneratorConfig.compact()), "random compact (no checkpoint found)"
 
 
-def difference(a, b) -> float:
-    """Mean absolute difference of two PIL images, in 8-bit levels."""
-    return float(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean())
+def difference(a: DeblurResult, b: DeblurResult) -> float:
+    """Mean absolute difference of two restored images as saved (8-bit), in 8-bit levels."""
+    return float(np.abs(a.to_uint8().astype(np.float32) - b.to_uint8()).mean())
 
 
 def timed(deblurrer: Deblurrer, image: np.ndarray, repeats: int):
@@ -64,15 +63,22 @@ def timed(deblurrer: Deblurrer, image: np.ndarray, repeats: int):
 def memory_12mp(checkpoint: str | None, device: str) -> float:
     """Peak memory (MB) of restoring a 4000x3000 photo, in a fresh process."""
     code = (
-        f"import sys, resource, numpy as np, torch; sys.path.insert(0, {str(ROOT)!r});"
-        "sys.argv = ['x']; from bench.inference import load, test_image; from bag import Deblurrer;"
+        "import sys, resource, numpy as np, torch;"
+        "sys.argv = ['x']; from inference import load, test_image; from bag import Deblurrer;"
         f"g, _ = load({checkpoint!r}); d = Deblurrer(g, device={device!r});"
         "image, _ = test_image(3000, 4000);"
-        "r = d(image); assert r.image.size == (4000, 3000);"
+        "r = d(image); assert r.size == (3000, 4000);"
         "cuda = torch.cuda.max_memory_allocated() / 2**20 if d.device.type == 'cuda' else 0;"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, cuda)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # `python -c` imports from its working directory: this folder, for `inference`.
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rss, cuda = map(float, out.stdout.split())
     return cuda if device.startswith("cuda") else rss
 
@@ -103,9 +109,7 @@ def main() -> None:
         result, seconds = timed(deblurrer, image, args.repeats)
         reference = reference or result
         report[f"seconds_1280x720_{precision}"] = round(seconds, 4)
-        report[f"mean_abs_diff_vs_fp32_{precision}"] = round(
-            difference(result.image, reference.image), 4
-        )
+        report[f"mean_abs_diff_vs_fp32_{precision}"] = round(difference(result, reference), 4)
         print(
             f"1280x720 {precision:9s} {seconds:7.3f} s   |diff| vs fp32 "
             f"{report[f'mean_abs_diff_vs_fp32_{precision}']:.3f}/255"
@@ -115,7 +119,7 @@ def main() -> None:
     large, _ = test_image(1000, 1500)
     untiled = Deblurrer(generator, device=device, tile=None, precision="float32")(large)
     tiled = Deblurrer(generator, device=device, tile=256, overlap=64, precision="float32")(large)
-    report["tiled_vs_untiled_1000x1500_tile256"] = round(difference(tiled.image, untiled.image), 4)
+    report["tiled_vs_untiled_1000x1500_tile256"] = round(difference(tiled, untiled), 4)
     report["tiled_vs_untiled_attention"] = round(
         max(
             float(np.abs(a - b).mean())

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -28,13 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bag.data import SyntheticPairs  # noqa: E402
-from bag.discriminator import PatchDiscriminator  # noqa: E402
-from bag.layers import InstanceNorm  # noqa: E402
-from bag.losses import (  # noqa: E402
+from bag.data import SyntheticPairs
+from bag.discriminator import PatchDiscriminator
+from bag.layers import InstanceNorm
+from bag.losses import (
     attention_loss,
     charbonnier_loss,
     critic_loss,
@@ -42,9 +38,11 @@ from bag.losses import (  # noqa: E402
     generator_adversarial_loss,
     gradient_penalty,
 )
-from bag.model import Generator  # noqa: E402
-from bag.sources import default_sources, read_photos, split_photos  # noqa: E402
-from bag.training import TrainConfig  # noqa: E402
+from bag.model import Generator
+from bag.sources import default_sources, read_photos, split_photos
+from bag.training import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PHOTOS = ROOT.parent / "shared" / "data" / "train"
 

@@ -8,10 +8,13 @@ checkpoints, so the tests pass before (and regardless of) training.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -20,6 +23,7 @@ from PIL import Image
 
 from bag import Deblurrer, Generator, GeneratorConfig, save_generator
 
+REPO = Path(__file__).resolve().parents[1]
 APP_MAX_PIXELS = 200_000  # the served app's pixel limit, low so "too large" is cheap to test
 
 
@@ -33,6 +37,22 @@ class AppFiles:
     model_card: Path
     examples: Path
     examples_cache: Path
+
+
+def load_script(relative: str) -> ModuleType:
+    """A script of the checkout (e.g. "tools/curves.py") imported by its file path, as its stem.
+
+    Scripts are not part of the installed package; loading them by path leaves sys.path alone.
+    """
+    path = REPO / relative
+    loaded = sys.modules.get(path.stem)
+    if loaded is not None and getattr(loaded, "__file__", None) == str(path):
+        return loaded
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # dataclasses and pickle look a class's module up here
+    spec.loader.exec_module(module)
+    return module
 
 
 def smooth_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -122,13 +142,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url(app_files: AppFiles, app_deblurrer: Deblurrer):
-    """The app served on a free local port for the whole session; yields its URL."""
+def serve(demo, app_files: AppFiles, max_size: int | None = None) -> str:
+    """Queue `demo` as main() does (one model worker, a limited queue; `max_size` replaces the
+    limit) and serve it on a free local port; its URL."""
     import app
 
-    demo = build_test_demo(app_files, app_deblurrer)
-    demo.queue(default_concurrency_limit=1)
+    app.configure_queue(demo, **({} if max_size is None else {"max_size": max_size}))
     options = app.launch_options() | {"allowed_paths": [str(app_files.examples)]}
     _, url, _ = demo.launch(
         server_name="127.0.0.1",
@@ -137,5 +156,12 @@ def app_url(app_files: AppFiles, app_deblurrer: Deblurrer):
         quiet=True,
         **options,
     )
-    yield url
+    return url
+
+
+@pytest.fixture(scope="session")
+def app_url(app_files: AppFiles, app_deblurrer: Deblurrer):
+    """The app served on a free local port for the whole session; yields its URL."""
+    demo = build_test_demo(app_files, app_deblurrer)
+    yield serve(demo, app_files)
     demo.close()

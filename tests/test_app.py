@@ -18,7 +18,9 @@ from PIL import Image
 
 import app
 from bag import Deblurrer
-from bag.explain import load_attention
+from bag.attention import load_attention
+from explorer.model import Model
+from explorer.restore import example_table
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +74,11 @@ def test_restore_returns_lossless_result_and_attention_of_the_same_pass(
     assert np.array_equal(_pixels(blurred_view), _pixels(photo_path))
     assert Image.open(restored).format == "PNG"
     expected = app_deblurrer(photo_path)
-    assert np.array_equal(_pixels(restored), np.asarray(expected.image))  # lossless download
+    assert np.array_equal(_pixels(restored), expected.to_uint8())  # lossless download
     assert np.array_equal(_pixels(restored_view), _pixels(restored))
     summary = load_attention(attention)
     assert len(summary.maps) == 4 and summary.full_size == (37, 53)
-    for saved, direct in zip(summary.maps, expected.attention, strict=True):
+    for saved, direct in zip(summary.maps, expected.attention_at_input_size(), strict=True):
         assert saved.shape == (37, 53) and 0 <= saved.min() and saved.max() <= 1
         assert np.abs(saved - direct).max() < 1e-3  # same forward pass, float16 storage
     assert "53 x 37 px" in info and "CPU" in info and "float32" in info and " s" in info
@@ -259,11 +261,11 @@ def test_about_tab_renders_the_model_card_without_front_matter(app_files, app_de
 
 
 def test_model_loads_lazily_and_a_bad_checkpoint_is_a_clear_error(app_files, tmp_path):
-    lazy = app.ExplorerApp(None, app_files.checkpoint, tmp_path, tmp_path / "m.jsonl", "cpu")
+    lazy = Model(None, app_files.checkpoint, "cpu")
     assert lazy.deblurrer() is lazy.deblurrer()  # loaded once, on first use
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"\x00" * 64)
-    failing = app.ExplorerApp(None, broken, tmp_path, tmp_path / "m.jsonl", "cpu")
+    failing = Model(None, broken, "cpu")
     with pytest.raises(gr.Error, match="could not be loaded"):
         failing.deblurrer()
 
@@ -279,7 +281,7 @@ def test_example_table_pairs_references_and_labels_training_photos(tmp_path):
         ]
     }
     (tmp_path / "examples.json").write_text(json.dumps(manifest))
-    rows, note = app.example_table(tmp_path)
+    rows, note = example_table(tmp_path)
     assert rows == [
         [str(tmp_path / "example-a.png"), str(tmp_path / "sharp-a.png")],
         [str(tmp_path / "example-b.png"), None],

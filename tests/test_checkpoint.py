@@ -39,6 +39,21 @@ def test_missing_file(tmp_path):
         load_generator(tmp_path / "absent.safetensors")
 
 
+def test_a_folder_names_a_checkpoint_inside_it(tmp_path, generator):
+    with pytest.raises(CheckpointError, match="is a folder, not a file; pass a generator"):
+        load_generator(tmp_path)
+    path = save_generator(generator, tmp_path / "g.safetensors", {})
+    with pytest.raises(CheckpointError, match="is a folder") as error:
+        load_generator(tmp_path)
+    assert f"pass a file inside it, such as {path}" in str(error.value)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "g.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="is empty .* copy or download it again"):
+        load_generator(tmp_path / "g.safetensors")
+
+
 def test_not_safetensors(tmp_path, generator):
     path = tmp_path / "model.pt"
     torch.save(generator.state_dict(), path)

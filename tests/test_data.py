@@ -13,7 +13,15 @@ import pytest
 import torch
 from PIL import Image
 
-from bag.data import GoProDataset, PairedFolder, SyntheticPairs, read_extent, read_image
+from bag.data import (
+    GoProDataset,
+    PairedFolder,
+    SyntheticPairs,
+    detect_layout,
+    open_pairs,
+    read_extent,
+    read_image,
+)
 from bag.sources import (
     dead_leaves,
     default_sources,
@@ -364,6 +372,31 @@ def test_gopro_errors(tmp_path):
     with pytest.raises(ValueError, match="blur_gamma.*not found"):
         GoProDataset(tmp_path, split="train", blur_version="blur_gamma")
     assert len(GoProDataset(tmp_path, split="train")) == 4
+
+
+def test_one_layout_rule_with_gopro_first(tmp_path):
+    rng = np.random.default_rng(1)
+    paired = tmp_path / "paired"
+    for version in ("blur", "sharp"):
+        write_png(paired / version / "a.png", random_rgb(rng))
+    assert detect_layout(paired, "train") == detect_layout(paired, "test") == "paired"
+    assert isinstance(open_pairs(paired, "train"), PairedFolder)
+    both = tmp_path / "both"
+    make_gopro(both)
+    assert detect_layout(both, "train") == "gopro"
+    for version in ("blur", "sharp"):  # a paired folder on top of the GoPro root
+        write_png(both / version / "a.png", random_rgb(rng))
+    assert detect_layout(both, "train") == detect_layout(both, "test") == "gopro"
+    assert len(open_pairs(both, "train", blur_version="blur_gamma", crop=16)) == 4
+    assert len(open_pairs(both, "test", layout="paired")) == 1  # unless the caller chooses
+    (paired / "test" / "no-sequence").mkdir(parents=True)  # a split folder alone is not GoPro
+    assert detect_layout(paired, "test") == "paired"
+    with pytest.raises(ValueError, match="neither a GoPro root .* nor a paired folder"):
+        detect_layout(tmp_path, "test")
+    with pytest.raises(ValueError, match="dataset folder not found"):
+        detect_layout(tmp_path / "missing")
+    with pytest.raises(ValueError, match="layout must be"):
+        open_pairs(paired, layout="pairs")
 
 
 # ----------------------------------------------------------------------------- synthesize.py

@@ -1,6 +1,6 @@
 """train/evaluate.py end to end on a tiny random checkpoint and tiny folders of each layout."""
 
-import importlib.util
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 from PIL import Image
 
 from bag import Generator, GeneratorConfig, save_generator
@@ -17,6 +18,8 @@ from bag.data import write_extent
 from bag.imageio import load_image
 from bag.metrics import psnr, ssim
 from bag.synthesis import BlurSettings, synthesize_blur
+from bag.training import TrainConfig
+from bag.training_data import training_data, validation_set
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "train" / "evaluate.py"
@@ -210,12 +213,32 @@ def test_calibrated_blur_makes_the_synthetic_set(tmp_path, checkpoint):
     )
 
 
+def test_a_folder_with_both_layouts_is_gopro_for_evaluation_and_training(tmp_path, checkpoint):
+    # One rule (bag.data.detect_layout, GoPro first) for evaluate.py and train.py alike.
+    data = tmp_path / "both"
+    for split, seq, seed in (("test", "GOPR0001_00_00", 10), ("train", "GOPR0002_00_00", 20)):
+        for version, offset in (("blur", 0), ("blur_gamma", 1), ("sharp", 2)):
+            _write_image(data / split / seq / version / "000001.png", seed + offset)
+    for version, seed in (("blur", 40), ("sharp", 41)):
+        _write_image(data / version / "a.png", seed)
+        _write_image(data / version / "b.png", seed + 2)
+    report = _report(tmp_path, "--checkpoint", str(checkpoint), "--data", str(data))
+    assert report["data"]["kind"] == "gopro" and len(report["images"]) == 1
+    config = dataclasses.replace(
+        TrainConfig.smoke(), data=str(data), val_data=str(data), steps_per_epoch=0, batch_size=1
+    )
+    assert training_data(config, [], []).recipe["kind"] == "gopro"  # what train.py trains on
+    assert validation_set(config, []).recipe["kind"] == "gopro"  # and validates on
+    paired = _report(
+        tmp_path, "--checkpoint", str(checkpoint), "--data", str(data), "--layout", "paired"
+    )
+    assert paired["data"]["kind"] == "paired" and len(paired["images"]) == 2
+
+
 def test_unknown_layout_is_a_clear_error(tmp_path, checkpoint):
-    spec = importlib.util.spec_from_file_location("evaluate_script", SCRIPT)
-    evaluate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(evaluate)
+    evaluate = load_script("train/evaluate.py")
     (tmp_path / "nothing").mkdir()
-    with pytest.raises(SystemExit, match="neither a paired folder"):
+    with pytest.raises(SystemExit, match="is neither a GoPro root .* nor a paired folder"):
         evaluate.main(
             [
                 "--checkpoint",

@@ -1,4 +1,5 @@
-"""bag.explain and bag.visualize: attention stats and files, snapshots, metrics, attribution."""
+"""bag.attention, bag.attribution, bag.runs and bag.visualize: attention stats and files,
+snapshots, metrics, attribution, and the app's pictures (explorer.pictures)."""
 
 from __future__ import annotations
 
@@ -10,33 +11,27 @@ import torch
 from matplotlib.figure import Figure
 
 from bag import Generator, GeneratorConfig, save_generator
-from bag.explain import (
-    AttributionSettings,
-    Box,
+from bag.attention import (
     attention_evolution,
     attention_stats,
+    load_attention,
+    save_attention,
+    summarize_attention,
+)
+from bag.attribution import (
+    AttributionSettings,
+    Box,
     attribution_map,
     crop_boxes,
     diffusion_index,
     explain_patch,
-    find_snapshots,
     gaussian_blur,
     gini,
-    load_attention,
     patch_objective,
-    read_metrics,
-    save_attention,
-    summarize_attention,
 )
-from bag.visualize import (
-    attention_grid,
-    colormap_table,
-    draw_box,
-    heatmap,
-    overlay,
-    shrink,
-    validation_curves,
-)
+from bag.runs import find_snapshots, read_metrics
+from bag.visualize import colormap_table, heatmap, shrink, validation_curves
+from explorer.pictures import attention_grid, draw_box, overlay, weighted_overlay
 
 
 def test_attention_stats_mean_and_share_above_half():
@@ -62,6 +57,22 @@ def test_attention_summary_round_trip_shrinks_maps_but_keeps_full_size_stats(tmp
     for before, after in zip(summary.maps, loaded.maps, strict=True):
         assert np.abs(before - after).max() < 1e-3  # float16 storage
         assert after.min() >= 0 and after.max() <= 1
+    assert loaded.network == ()
+
+
+def test_attention_file_keeps_the_network_maps_and_reads_files_without_them(tmp_path):
+    rng = np.random.default_rng(1)
+    network = [rng.random((10, 14)).astype(np.float32) for _ in range(4)]
+    full = [rng.random((37, 53)).astype(np.float32) for _ in range(4)]
+    summary = summarize_attention(full, max_side=30, network=network)
+    loaded = load_attention(save_attention(tmp_path / "a.npz", summary))
+    assert len(loaded.network) == 4
+    for before, after in zip(network, loaded.network, strict=True):
+        assert after.shape == (10, 14) and np.abs(before - after).max() < 1e-3
+    with np.load(tmp_path / "a.npz") as data:  # a file of the earlier format
+        np.savez(tmp_path / "old.npz", **{k: data[k] for k in data.files if k != "network_maps"})
+    old = load_attention(tmp_path / "old.npz")
+    assert old.network == () and old.stats == loaded.stats
 
 
 def test_load_attention_rejects_other_files(tmp_path):
@@ -88,8 +99,6 @@ def test_overlay_opacity_blends_between_image_and_heatmap():
 
 
 def test_weighted_overlay_leaves_unattributed_pixels_unchanged():
-    from bag.visualize import weighted_overlay
-
     image = np.full((2, 2, 3), 0.5, dtype=np.float32)
     values = np.array([[0.0, 1.0], [0.25, 1.0]])
     blended = weighted_overlay(image, values, "magma", max_opacity=1.0)

@@ -9,6 +9,7 @@ from PIL import Image
 
 from bag import Deblurrer, Generator, GeneratorConfig, save_generator
 from bag.imageio import load_image
+from bag.inference import upsample_attention
 
 
 @pytest.fixture(scope="module")
@@ -26,19 +27,39 @@ def _photo(height, width, seed=0):
 
 def test_output_matches_input_size_and_ranges(deblurrer):
     result = deblurrer(_photo(37, 53))
-    assert result.image.size == (53, 37) and result.image.mode == "RGB"
+    assert result.image.shape == (37, 53, 3) and result.image.dtype == np.float32
+    assert 0 <= result.image.min() and result.image.max() <= 1 and result.size == (37, 53)
+    assert result.to_pil().size == (53, 37) and result.to_pil().mode == "RGB"
+    assert result.to_uint8().shape == (37, 53, 3) and result.to_uint8().dtype == np.uint8
     assert len(result.attention) == 4
-    for a in result.attention:
-        assert a.shape == (37, 53) and a.dtype == np.float32
-        assert 0 <= a.min() and a.max() <= 1
+    for a, full in zip(result.attention, result.attention_at_input_size(), strict=True):
+        assert a.shape == (10, 14) and a.dtype == np.float32  # ceil(37/4), ceil(53/4)
+        assert full.shape == (37, 53) and full.dtype == np.float32
+        assert 0 <= a.min() and a.max() <= 1 and 0 <= full.min() and full.max() <= 1
     assert result.seconds > 0 and result.tiles == 1
+    assert not hasattr(result, "input")  # the caller has its input; the result does not echo it
+
+
+def test_upsampled_attention_keeps_the_network_values():
+    """Bilinear x4: each 4x4 block keeps its network value, up to a slight smoothing."""
+    rng = np.random.default_rng(0)
+    quarter = rng.uniform(0, 1, (6, 9)).astype(np.float32)
+    full = upsample_attention(quarter, 24, 36)
+    assert full.shape == (24, 36)
+    blocks = full.reshape(6, 4, 9, 4).mean(axis=(1, 3))
+    # Inside the map, each block's mean is (0.125, 0.75, 0.125) of its value and neighbours'.
+    rows = 0.125 * quarter[:-2] + 0.75 * quarter[1:-1] + 0.125 * quarter[2:]
+    smoothed = 0.125 * rows[:, :-2] + 0.75 * rows[:, 1:-1] + 0.125 * rows[:, 2:]
+    np.testing.assert_allclose(blocks[1:-1, 1:-1], smoothed, atol=1e-6)
+    np.testing.assert_allclose(upsample_attention(np.full((3, 3), 0.3), 10, 9), 0.3, atol=1e-6)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (3, 40), (15, 15)])
 def test_tiny_images_are_padded_and_cropped(deblurrer, size):
     result = deblurrer(_photo(*size))
-    assert result.image.size == (size[1], size[0])
-    assert all(a.shape == size for a in result.attention)
+    assert result.image.shape == (*size, 3)
+    assert all(a.shape == (-(-size[0] // 4), -(-size[1] // 4)) for a in result.attention)
+    assert all(a.shape == size for a in result.attention_at_input_size())
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "1", "RGB"])
@@ -52,7 +73,7 @@ def test_every_image_mode(deblurrer, mode, tmp_path):
         image = rgb.convert(mode)
     for source in (image, _saved(image, tmp_path / f"x.{'tif' if mode == 'CMYK' else 'png'}")):
         result = deblurrer(source)
-        assert result.image.size == (30, 24) and result.image.mode == "RGB"
+        assert result.image.shape == (24, 30, 3)
 
 
 def _saved(image, path):
@@ -85,7 +106,7 @@ def test_exif_orientation_is_applied(deblurrer, tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
     image.save(tmp_path / "rotated.jpg", exif=exif)
     result = deblurrer(tmp_path / "rotated.jpg")
-    assert result.image.size == (20, 44)
+    assert result.size == (44, 20)
 
 
 def test_bad_inputs_raise_clear_value_errors(deblurrer, tmp_path):
@@ -121,12 +142,27 @@ def test_tiled_matches_untiled():
         generator.decoder[-1].weight.mul_(10)
     image = _photo(300, 420, seed=1)
     untiled = Deblurrer(generator, device="cpu", tile=None, precision="float32")(image)
-    tiled = Deblurrer(generator, device="cpu", tile=128, overlap=48, precision="float32")(image)
+    tiled = Deblurrer(
+        generator, device="cpu", tile=128, overlap=48, precision="float32", max_untiled_pixels=0
+    )(image)
     assert tiled.tiles > 4
-    difference = np.abs(np.asarray(tiled.image, np.float32) - np.asarray(untiled.image, np.float32))
-    assert difference.mean() < 1.0  # in 8-bit levels
+    assert np.abs(tiled.image - untiled.image).mean() < 1.0 / 255
     for a, b in zip(tiled.attention, untiled.attention, strict=True):
+        assert a.shape == b.shape == (75, 105)
         assert np.abs(a - b).mean() < 0.01
+
+
+def test_an_image_within_the_untiled_budget_takes_one_pass():
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig.tiny())
+    image = _photo(150, 210, seed=2)  # 31,500 pixels
+    untiled = Deblurrer(generator, device="cpu", tile=None, precision="float32")(image)
+    options = dict(device="cpu", tile=64, overlap=16, precision="float32")
+    within = Deblurrer(generator, max_untiled_pixels=31_500, **options)(image)
+    assert within.tiles == 1
+    assert np.array_equal(within.image, untiled.image)
+    above = Deblurrer(generator, max_untiled_pixels=31_499, **options)(image)
+    assert above.tiles > 1
 
 
 def test_tiling_needs_image_level_statistics():
@@ -149,7 +185,10 @@ def test_from_checkpoint(tmp_path):
     deblurrer = Deblurrer.from_checkpoint(tmp_path / "g.safetensors", device="cpu")
     assert deblurrer.metadata == {"epoch": 1}
     assert deblurrer.device == torch.device("cpu")
-    assert deblurrer(_photo(16, 16)).image.size == (16, 16)
+    assert deblurrer(_photo(16, 16)).size == (16, 16)
+    in_memory = Deblurrer(deblurrer.generator, device="cpu")
+    assert in_memory.metadata == {}
+    assert Deblurrer(deblurrer.generator, device="cpu", metadata={"a": 1}).metadata == {"a": 1}
 
 
 def test_reduced_precision_stays_close():
@@ -158,5 +197,4 @@ def test_reduced_precision_stays_close():
     image = _photo(40, 48)
     full = Deblurrer(generator, device="cpu", precision="float32")(image)
     half = Deblurrer(generator, device="cpu", precision="bfloat16")(image)
-    difference = np.abs(np.asarray(full.image, np.float32) - np.asarray(half.image, np.float32))
-    assert difference.mean() < 1.0
+    assert np.abs(full.image - half.image).mean() < 1.0 / 255

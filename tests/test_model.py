@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bag import Generator, GeneratorConfig, count_parameters
-from bag.layers import DenseBlock, InstanceNorm, SpatialAttention
+from bag.layers import DenseBlock, InstanceNorm, NormStatistics, SpatialAttention
 
 ABLATIONS = {
     "plain": dict(block="plain", spatial_attention=False),
@@ -80,6 +80,26 @@ def test_multi_level_residual_changes_the_function():
         assert not torch.allclose(multi(x).image, ordinary.eval()(x).image)
 
 
+def test_decoder_without_norm_shares_the_weights_and_keeps_the_features_scale():
+    torch.manual_seed(0)
+    config = GeneratorConfig.tiny()
+    normed = Generator(config).eval()
+    plain = Generator(dataclasses.replace(config, decoder_norm=False)).eval()
+    # The same parameters but the decoder's two norms: a state dict moves across, minus those.
+    decoder_norms = {k for k in normed.state_dict() if k.startswith(("decoder.1.", "decoder.4."))}
+    assert decoder_norms and set(plain.state_dict()) == set(normed.state_dict()) - decoder_norms
+    plain.load_state_dict({k: v for k, v in normed.state_dict().items() if k not in decoder_norms})
+    features = torch.rand(1, config.width, 5, 6)
+    with torch.no_grad():
+        # With the norms, halving the trunk features changes (almost) nothing in the decoder
+        # output (only the bias paths); without them, the residual follows the features' scale.
+        assert torch.allclose(normed.decoder(features), normed.decoder(features / 2), atol=1e-3)
+        assert not torch.allclose(plain.decoder(features), plain.decoder(features / 2), atol=1e-3)
+    # A config written before the field existed loads as the paper's decoder.
+    old = {k: v for k, v in config.to_dict().items() if k != "decoder_norm"}
+    assert GeneratorConfig.from_dict(old).decoder_norm is True
+
+
 def test_config_validation_and_round_trip():
     config = GeneratorConfig.compact()
     assert GeneratorConfig.from_dict(config.to_dict()) == config
@@ -124,8 +144,40 @@ def test_instance_norm_matches_torch_and_uses_supplied_statistics():
     ours, reference = norm_and_reference(5, seed=0)
     x = torch.randn(2, 5, 7, 9)
     torch.testing.assert_close(ours(x), reference(x))
-    ours.statistics = (torch.zeros(2, 5), torch.ones(2, 5) - ours.eps)
-    torch.testing.assert_close(ours(x), x * ours.weight[:, None, None] + ours.bias[:, None, None])
+    given = NormStatistics({ours: (torch.zeros(2, 5), torch.ones(2, 5) - ours.eps)})
+    affine = x * ours.weight[:, None, None] + ours.bias[:, None, None]
+    torch.testing.assert_close(ours(x, given), affine)
+    recorder = NormStatistics()  # records: normalises as without statistics, and keeps them
+    torch.testing.assert_close(ours(x, recorder), reference(x))
+    mean, var = recorder.moments[ours]
+    torch.testing.assert_close(mean, x.mean(dim=(2, 3)))
+    torch.testing.assert_close(var, x.var(dim=(2, 3), correction=0))
+    with pytest.raises(ValueError, match="another generator"):
+        InstanceNorm(5)(x, recorder.frozen())
+
+
+@pytest.mark.parametrize("name", ["plain", "model1", "bag", "no_decoder_norm"])
+def test_norm_statistics_reach_every_instance_norm(name):
+    """Tiling's statistics are an argument of forward: every block hands them to its norms."""
+    options = ABLATIONS.get(name, dict(decoder_norm=False))
+    torch.manual_seed(0)
+    generator = Generator(dataclasses.replace(GeneratorConfig.tiny(), **options)).eval()
+    with torch.no_grad():  # a strong residual, so that the normalisation shows in the image
+        generator.decoder[-1].weight.mul_(10)
+    x, crop = torch.rand(1, 3, 40, 48), (..., slice(8, 32), slice(12, 36))
+    recorder = NormStatistics()
+    with torch.no_grad():
+        plain = generator(x)
+        recorded = generator(x, norm_statistics=recorder)
+        replayed = generator(x, norm_statistics=recorder.frozen())
+        tile = generator(x[crop], norm_statistics=recorder.frozen())
+        alone = generator(x[crop])
+    norms = {m for m in generator.modules() if isinstance(m, InstanceNorm)}
+    assert set(recorder.moments) == norms
+    for out in (recorded, replayed):
+        torch.testing.assert_close(out.image, plain.image, atol=1e-5, rtol=0)
+    # A crop normalised with the image's statistics is not normalised by its own.
+    assert (tile.image - alone.image).abs().mean() > 1e-3
 
 
 def test_instance_norm_gradients_match_torch_and_bf16_stays_close():

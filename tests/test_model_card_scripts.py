@@ -4,26 +4,22 @@ blur statistics of real against synthetic pairs and the sizing study's table."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from conftest import save_png, smooth_photo
+from conftest import load_script, save_png, smooth_photo
 from PIL import Image
 
 from bag import Generator, GeneratorConfig, save_generator
 from bag.blur_statistics import motion_kernel
 from bag.sources import dead_leaves
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-
-import attention_spread  # noqa: E402
-import blur_stats  # noqa: E402
-import curves  # noqa: E402
-import make_figure  # noqa: E402
-import study  # noqa: E402
+attention_spread = load_script("train/attention_spread.py")
+blur_stats = load_script("train/blur_stats.py")
+curves = load_script("tools/curves.py")
+make_figure = load_script("tools/make_figure.py")
+study = load_script("train/study.py")
 
 
 def test_curve_table_has_a_row_per_epoch_with_the_gain_over_the_blurred_input(tmp_path, capsys):

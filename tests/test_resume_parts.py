@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-
-import resume_parts  # noqa: E402
+resume_parts = load_script("train/resume_parts.py")
 
 
 @pytest.fixture

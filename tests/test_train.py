@@ -4,7 +4,7 @@ the learning-rate schedules and the epoch sampler."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import io
 import json
 import math
 import os
@@ -13,11 +13,13 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -259,6 +261,50 @@ def test_killed_run_resumes_to_the_same_weights(smoke_run, tmp_path):
     assert without_timing(read_metrics(out)) == without_timing(read_metrics(reference))
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_run_and_resume_ends_with_the_same_weights(smoke_run, tmp_path, signum):
+    # What a scheduler or a Space sends (SIGTERM), or Ctrl-C: the run stops at the next step,
+    # keeps its last complete epoch, says so, and --resume ends as an uninterrupted run.
+    reference, _ = smoke_run
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        train_command(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "resume.pt").exists() and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    process.send_signal(signum)  # while it ends epoch 1's files or trains epoch 2
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, "not stopped by the signal: " + stdout + stderr
+    assert f"note: {signal.Signals(signum).name} stopped training" in stdout
+    assert "Training stopped (resume with --resume)" in stdout and "Traceback" not in stderr
+    kept = len(read_metrics(out))
+    assert 1 <= kept < SMOKE.epochs and not (out / "generator.safetensors").exists()
+    state = torch.load(out / "resume.pt", map_location="cpu", weights_only=True)
+    assert state["epoch"] == kept and state["step"] == kept * SMOKE.steps_per_epoch
+    assert f"resuming after epoch {kept}" in run_train(out, "--resume").stdout
+    assert_same_tensors(
+        load_file(out / "generator.safetensors"), load_file(reference / "generator.safetensors")
+    )
+    assert without_timing(read_metrics(out)) == without_timing(read_metrics(reference))
+
+
+def test_a_second_signal_does_what_the_signal_would_have_done():
+    script = load_script("train/train.py")
+    before = signal.getsignal(signal.SIGINT)
+    stop = script.StopRequest()
+    try:
+        signal.raise_signal(signal.SIGTERM)  # the first one only asks
+        assert stop.signum == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):  # Python's own SIGINT handler, put back
+            signal.raise_signal(signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        stop.restore()
+
+
 def test_overrides_on_the_command_line_reach_the_run(tmp_path):
     out = tmp_path / "run"
     flags = ("--epochs", "1", "--crop", "40", "--batch-size", "3", "--amp", "--growth-rate", "6")
@@ -285,15 +331,8 @@ def test_refuses_to_overwrite_a_run_without_resume(smoke_run):
     assert result.returncode == 2 and "already holds a run" in result.stderr
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("train_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_parser_maps_every_flag_to_a_config_field():
-    script = load_script()
+    script = load_script("train/train.py")
     parser = script.build_parser()
     args = parser.parse_args(
         ["--preset", "smoke", "--out", "x", "--lr", "3e-4", "--betas", "0.5", "0.99",
@@ -420,7 +459,8 @@ def test_sampler_shards_exactly_like_one_big_batch(fresh):
 THREADS_PROBE = """
 import importlib.util, os, sys
 spec = importlib.util.spec_from_file_location("train_script", sys.argv[1])
-spec.loader.exec_module(importlib.util.module_from_spec(spec))
+module = sys.modules["train_script"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
 import torch
 print(os.environ["OMP_NUM_THREADS"], os.environ.get("MKL_NUM_THREADS"), torch.get_num_threads())
 """
@@ -440,3 +480,42 @@ def test_thread_pools_start_narrow_unless_the_user_set_them(user_value, expected
         env=env,
     )
     assert result.stdout.strip() == expected
+
+
+def _damaged_pickle(data: bytes) -> bytes:
+    """The same zip archive with its pickle replaced by noise: the archive reads, the state not."""
+    source, damaged = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+    with zipfile.ZipFile(damaged, "w") as archive:
+        for info in source.infolist():
+            noise = info.filename.endswith("data.pkl")
+            archive.writestr(info, b"\x80\x02noise" if noise else source.read(info))
+    return damaged.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (lambda data: b"", "is empty"),
+        (_damaged_pickle, "is damaged ("),
+        (lambda data: data[: len(data) // 2], "is truncated or was not written by torch.save"),
+        (lambda data: b"not a resume state\n", "is truncated or was not written by torch.save"),
+        (lambda data: None, "is not a resume state of train/train.py"),
+    ],
+    ids=["empty", "damaged", "truncated", "text", "other-torch-file"],
+)
+def test_a_bad_resume_state_ends_in_one_sentence(tmp_path, spoil, message):
+    script = load_script("train/train.py")
+    path = tmp_path / "resume.pt"
+    state = {"format": script.RESUME_FORMAT, "version": script.RESUME_VERSION, "step": 3}
+    script.save_resume_state(path, state)
+    assert script.load_resume_state(path)["step"] == 3
+    spoiled = spoil(path.read_bytes())
+    if spoiled is None:
+        torch.save({"weights": torch.zeros(2)}, path)  # a torch file, but not this script's
+    else:
+        path.write_bytes(spoiled)
+    with pytest.raises(SystemExit) as stop:
+        script.load_resume_state(path)
+    text = str(stop.value.code)
+    assert text.startswith(f"error: {path} ") and message in text
+    assert "restore it from a copy, or start the run again with another --out" in text

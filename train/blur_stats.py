@@ -21,18 +21,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python train/...`
-
-from bag.blur_statistics import best_motion_length, gradient_energy_ratio  # noqa: E402
-from bag.data import PairedFolder, SyntheticPairs  # noqa: E402
-from bag.sources import folder_files, read_photos  # noqa: E402
-from bag.synthesis import BlurSettings  # noqa: E402
-from bag.training import TrainConfig  # noqa: E402
+from bag.blur_statistics import best_motion_length, gradient_energy_ratio
+from bag.data import PairedFolder, SyntheticPairs
+from bag.sources import folder_files, read_photos
+from bag.synthesis import BlurSettings
+from bag.training import TrainConfig
 
 NEARLY_SHARP_PX = 2.0
 LONG_PX = 22.0  # the real pairs' 90th percentile: longer blur is rare in them

@@ -1,8 +1,9 @@
 """Evaluate a generator checkpoint: PSNR/SSIM of restored images beside the blurred baseline.
 
 Two sources of data:
-  --data DIR               a paired folder (DIR/blur, DIR/sharp) or the GoPro layout
-                           (DIR/<split>/<sequence>/{blur,blur_gamma,sharp}); --layout auto detects.
+  --data DIR               the GoPro layout (DIR/<split>/<sequence>/{blur,blur_gamma,sharp}) or
+                           a paired folder (DIR/blur, DIR/sharp); --layout auto detects them
+                           as train.py does (bag.data.detect_layout: GoPro first).
   --synthetic-from DIR     a folder of sharp images (searched recursively), each blurred by
                            bag.synthesis.synthesize_blur with a generator seeded from (seed, index);
                            also measures how well each attention map A1..A4 finds the blur.
@@ -25,28 +26,25 @@ import argparse
 import dataclasses
 import json
 import math
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python train/evaluate.py`
-
-from bag.checkpoint import read_metadata  # noqa: E402
-from bag.data import GoProDataset, PairedFolder  # noqa: E402
-from bag.imageio import load_image, to_pil  # noqa: E402
-from bag.inference import Deblurrer  # noqa: E402
-from bag.metrics import (  # noqa: E402
+from bag.checkpoint import read_metadata
+from bag.data import LAYOUTS, detect_layout, open_pairs
+from bag.imageio import load_image, to_pil
+from bag.inference import Deblurrer
+from bag.metrics import (
     PSNR_CONVENTION,
     SSIM_CONVENTION,
     attention_agreement,
     psnr,
     ssim,
 )
-from bag.sources import IMAGE_SUFFIXES  # noqa: E402
-from bag.synthesis import BlurSettings, synthesize_blur  # noqa: E402
+from bag.sources import IMAGE_SUFFIXES
+from bag.synthesis import BlurSettings, synthesize_blur
 
 DEFAULT_EXTENT_THRESHOLD = 5.0
 
@@ -62,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument(
         "--synthetic-from", type=Path, help="folder of sharp images to blur synthetically"
     )
-    parser.add_argument("--layout", choices=("auto", "gopro", "paired"), default="auto")
+    parser.add_argument("--layout", choices=("auto", *LAYOUTS), default="auto")
     parser.add_argument("--split", default="test", help="GoPro split to evaluate")
     parser.add_argument(
         "--blur-version",
@@ -113,19 +111,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def detect_layout(root: Path, split: str) -> str:
-    """'paired' if ROOT/blur and ROOT/sharp exist, 'gopro' if ROOT/<split>/<seq>/sharp does."""
-    if (root / "blur").is_dir() and (root / "sharp").is_dir():
-        return "paired"
-    split_dir = root / split
-    if split_dir.is_dir() and any((seq / "sharp").is_dir() for seq in split_dir.iterdir()):
-        return "gopro"
-    raise SystemExit(
-        f"error: {root} is neither a paired folder (ROOT/blur, ROOT/sharp) nor the GoPro layout "
-        f"(ROOT/{split}/<sequence>/blur|blur_gamma|sharp)"
-    )
-
-
 def _to_hwc(image) -> np.ndarray:
     """(3, H, W) tensor in [0, 1] -> float32 numpy (H, W, 3)."""
     return np.ascontiguousarray(image.detach().cpu().float().numpy().transpose(1, 2, 0))
@@ -138,10 +123,9 @@ def folder_pairs(args: argparse.Namespace, layout: str) -> tuple[int, Iterator[d
     'blur_extent' (H, W) and the attention maps are scored as on --synthetic-from data.
     """
     try:
-        if layout == "gopro":
-            dataset = GoProDataset(args.data, split=args.split, blur_version=args.blur_version)
-        else:
-            dataset = PairedFolder(args.data)
+        dataset = open_pairs(
+            args.data, args.split, layout=layout, blur_version=args.blur_version or "blur"
+        )
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     count = len(dataset) if args.limit is None else min(len(dataset), args.limit)
@@ -217,7 +201,8 @@ def evaluate_one(
     """Metrics of one pair, and (synthetic only) subsampled attention/extent pixels to pool."""
     blurred, sharp = item["blurred"], item["sharp"]
     result = deblurrer(blurred)
-    restored = np.asarray(result.image, dtype=np.float32) / 255.0
+    restored = result.to_uint8().astype(np.float32) / 255.0  # the 8-bit image as saved
+    attention = result.attention_at_input_size()  # A1..A4 (H, W), pixel for pixel with extent
     record = {
         "name": item["name"],
         "height": int(sharp.shape[0]),
@@ -240,23 +225,19 @@ def evaluate_one(
         record["blur_extent_mean_px"] = float(extent.mean())
         record["blur_extent_max_px"] = float(extent.max())
         record["blurred_fraction"] = float(blurred_mask.mean())
-        if result.attention:
-            record["attention_auroc"] = attention_agreement(result.attention, extent, threshold_px)
-            record["attention_mean_blurred"] = [
-                _masked_mean(a, blurred_mask) for a in result.attention
-            ]
-            record["attention_mean_sharp"] = [
-                _masked_mean(a, ~blurred_mask) for a in result.attention
-            ]
+        if attention:
+            record["attention_auroc"] = attention_agreement(attention, extent, threshold_px)
+            record["attention_mean_blurred"] = [_masked_mean(a, blurred_mask) for a in attention]
+            record["attention_mean_sharp"] = [_masked_mean(a, ~blurred_mask) for a in attention]
             # Every 4th pixel each way (maps come from H/4 x W/4 anyway) keeps pooling cheap.
             grid = (slice(2, None, 4), slice(2, None, 4))
-            pixels = {"extent": extent[grid], "attention": [a[grid] for a in result.attention]}
+            pixels = {"extent": extent[grid], "attention": [a[grid] for a in attention]}
     if save_dir is not None:
         stem = item["name"]
         if Path(stem).suffix.lower() in IMAGE_SUFFIXES:
             stem = stem[: -len(Path(stem).suffix)]
         stem = stem.replace("/", "__")
-        result.image.save(save_dir / f"{stem}_restored.png")
+        result.to_pil().save(save_dir / f"{stem}_restored.png")
         if item.get("synthesized", False):  # these inputs exist nowhere else
             to_pil(blurred).save(save_dir / f"{stem}_blurred.png")
             to_pil(sharp).save(save_dir / f"{stem}_sharp.png")
@@ -368,7 +349,12 @@ def main(argv: list[str] | None = None) -> dict:
         kind, root = "synthetic", args.synthetic_from
         count, items = synthetic_pairs(args)
     else:
-        kind = detect_layout(args.data, args.split) if args.layout == "auto" else args.layout
+        kind = args.layout
+        if kind == "auto":  # the rule train.py follows too: GoPro first, then paired
+            try:
+                kind = detect_layout(args.data, args.split)
+            except ValueError as error:
+                raise SystemExit(f"error: {error}") from None
         root = args.data
         if kind == "paired" and args.blur_version is not None:
             raise SystemExit("error: --blur-version applies to the GoPro layout only")

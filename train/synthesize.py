@@ -18,18 +18,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python train/synthesize.py`
-
-from bag.data import EXTENT_PNG_SCALE, SyntheticPairs, write_extent  # noqa: E402
-from bag.imageio import to_pil  # noqa: E402
-from bag.sources import default_sources, folder_images  # noqa: E402
-from bag.synthesis import BlurSettings  # noqa: E402
+from bag.data import EXTENT_PNG_SCALE, SyntheticPairs, write_extent
+from bag.imageio import to_pil
+from bag.sources import default_sources, folder_images
+from bag.synthesis import BlurSettings
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:

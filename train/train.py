@@ -19,27 +19,29 @@ and resume.pt (optimiser and critic state for --resume). Every file is written t
 name and renamed, so killing the process at any moment loses at most the epoch in progress.
 Randomness is a function of (seed, epoch), so a resumed run ends with the same weights, bit for
 bit on a CPU, as one that was never interrupted.
+
+SIGTERM (what a scheduler or a Space sends) and Ctrl-C stop training at the next optimiser
+step; --resume then continues from the last complete epoch. A second signal stops at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
-import math
 import os
-import subprocess
+import signal
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 # DataLoader workers are forked copies of this process, each with OpenMP and BLAS thread pools
 # as wide as the machine: on a 16-core GPU machine 14 workers x 16 busy-waiting threads made
 # 36 samples/s, one thread each made 360. So every pool starts with one thread, unless the user
-# set OMP_NUM_THREADS, and main() gives torch's pool back to the training process on a CPU.
+# set OMP_NUM_THREADS, and set_up_processes gives torch's pool back to training on a CPU.
 # (Spawned workers would not need this, but each gets a pickled copy of every source image:
 # 8.5 s to the first batch and +450 MB here with 4 workers, against 0.3 s when forked.)
 THREADS_SET_BY_USER = "OMP_NUM_THREADS" in os.environ
@@ -50,33 +52,50 @@ if not THREADS_SET_BY_USER:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
-from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # run as `python train/train.py`
-
 from bag.checkpoint import save_generator  # noqa: E402
-from bag.data import GoProDataset, PairedFolder, SyntheticPairs  # noqa: E402
-from bag.discriminator import PatchDiscriminator  # noqa: E402
 from bag.losses import (  # noqa: E402
-    PerceptualLoss,
     VGGWeightsUnavailable,
     attention_loss,
-    charbonnier_loss,
     critic_loss,
-    frequency_loss,
     generator_adversarial_loss,
     gradient_penalty,
-    l1_loss,
 )
-from bag.metrics import psnr, ssim  # noqa: E402
-from bag.model import Generator, GeneratorConfig, count_parameters  # noqa: E402
-from bag.sources import default_sources, read_photos, split_photos  # noqa: E402
-from bag.synthesis import BlurSettings  # noqa: E402
-from bag.training import EpochSampler, TrainConfig, learning_rate  # noqa: E402
+from bag.model import GeneratorConfig, GeneratorOutput, count_parameters  # noqa: E402
+from bag.run_files import (  # noqa: E402
+    RESUME_FORMAT,
+    RESUME_VERSION,
+    ResumeStateError,
+    append_metrics,
+    git_commit,
+    metrics_lines,
+    read_resume_state,
+    save_resume_state,
+    write_atomic,
+)
+from bag.sources import split_photos  # noqa: E402
+from bag.training import (  # noqa: E402
+    Models,
+    Processes,
+    TrainConfig,
+    build_models,
+    content_loss_fn,
+    learning_rate,
+    memory_format,
+    set_up_processes,
+)
+from bag.training_data import (  # noqa: E402
+    TrainingData,
+    ValidationSet,
+    training_data,
+    training_loader,
+    validation_scores,
+    validation_set,
+)
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PRESETS = {
     "demo": TrainConfig.demo,
     "paper-gopro": TrainConfig.paper_gopro,
@@ -87,12 +106,6 @@ MODELS = {
     "compact": GeneratorConfig.compact,
     "paper": GeneratorConfig.paper,
 }
-# The synthetic validation set is the same for every run, so runs can be compared.
-VALIDATION_SEED = 12345
-VALIDATION_DEAD_LEAVES = 4
-VALIDATION_DEAD_LEAVES_SIZE = 384
-RESUME_FORMAT = "bag-train-resume"
-RESUME_VERSION = 1
 LOSS_NAMES = ("g_total", "content", "adversarial", "critic", "gp")
 
 
@@ -105,36 +118,24 @@ def add_dataclass_flags(group: argparse._ArgumentGroup, cls: type, skip: tuple =
     for item in dataclasses.fields(cls):
         if item.name in skip:
             continue
-        if cls is GeneratorConfig:
-            values = {
-                name: getattr(preset.generator, item.name) for name, preset in presets.items()
-            }
-        else:
-            values = {name: getattr(preset, item.name) for name, preset in presets.items()}
+        values = {
+            name: getattr(preset.generator if cls is GeneratorConfig else preset, item.name)
+            for name, preset in presets.items()
+        }
         example = values["demo"]
-        defaults = ", ".join(f"{name} {value!r}" for name, value in values.items())
-        flag = "--" + item.name.replace("_", "-")
+        options: dict[str, Any] = {
+            "default": argparse.SUPPRESS,
+            "help": ", ".join(f"{name} {value!r}" for name, value in values.items()),
+        }
         if isinstance(example, bool):
-            group.add_argument(
-                flag,
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=defaults,
-            )
+            options["action"] = argparse.BooleanOptionalAction
         elif item.name == "sources":  # any number of folders
-            group.add_argument(
-                flag, nargs="+", metavar="FOLDER", default=argparse.SUPPRESS, help=defaults
-            )
+            options.update(nargs="+", metavar="FOLDER")
         elif isinstance(example, tuple):
-            group.add_argument(
-                flag,
-                type=type(example[0]),
-                nargs=len(example),
-                default=argparse.SUPPRESS,
-                help=defaults,
-            )
+            options.update(type=type(example[0]), nargs=len(example))
         else:
-            group.add_argument(flag, type=type(example), default=argparse.SUPPRESS, help=defaults)
+            options["type"] = type(example)
+        group.add_argument("--" + item.name.replace("_", "-"), **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,156 +204,398 @@ def resolve_config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
     return dataclasses.replace(base, generator=generator, **overrides)
 
 
-# ----------------------------------------------------------------------------- data
+def read_config(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, resuming: bool
+) -> tuple[str, TrainConfig, TrainConfig, list[dict]]:
+    """(preset, base, config, sessions): `base` is the preset's recipe, or the saved one when
+    resuming; `config` is `base` with the flags on top; `sessions` are the run's earlier
+    sessions, each with its command and commit."""
+    out, config_path = args.out, args.out / "config.json"
+    preset, sessions = args.preset or "demo", []
+    if resuming and config_path.is_file():
+        try:
+            saved = json.loads(config_path.read_text())
+            base, preset = TrainConfig.from_dict(saved["train"]), saved["preset"]
+            sessions = list(saved.get("sessions") or [])
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            parser.error(f"{config_path} is not a config this script wrote ({error})")
+        if not sessions:  # older run directories kept only the last session, at the top level
+            sessions = [{key: saved[key] for key in ("command", "git_commit") if key in saved}]
+        if args.preset not in (None, preset):
+            parser.error(f"{out} holds a {preset} run; --resume continues it (drop --preset)")
+    else:
+        base = PRESETS[preset]()
+        if not args.resume and ((out / "resume.pt").exists() or (out / "metrics.jsonl").exists()):
+            parser.error(
+                f"{out} already holds a run: pass --resume to continue it, or another --out"
+            )
+    try:
+        config = resolve_config(args, base)
+    except ValueError as error:
+        parser.error(str(error))
+    if preset == "paper-gopro" and not config.data:
+        parser.error("the paper-gopro preset trains on GoPro: pass --data GOPRO_ROOT")
+    if not config.data and config.steps_per_epoch < 1:
+        parser.error("synthetic data needs --steps-per-epoch of at least 1")
+    return preset, base, config, sessions
 
 
-def open_folder(root: str, split: str, crop: int | None, config: TrainConfig, seed: int):
-    """A GoPro root (ROOT/<split>/<sequence>/...) or a paired folder (ROOT/blur, ROOT/sharp)."""
-    path = Path(root)
-    if (path / split).is_dir():
-        dataset = GoProDataset(
-            path, split=split, blur_version=config.blur_version, crop=crop, seed=seed
-        )
-        return dataset, {
-            "kind": "gopro",
-            "root": str(path),
-            "split": split,
-            "blur_version": config.blur_version,
-            "pairs": len(dataset),
+# ----------------------------------------------------------------------------- set-up
+
+
+@dataclass(frozen=True)
+class Run:
+    """What every step of this session reads."""
+
+    out: Path
+    preset: str
+    config: TrainConfig
+    processes: Processes
+    data: TrainingData
+
+
+class StopRequest:
+    """SIGTERM (what a scheduler or a Space sends) and SIGINT (Ctrl-C) ask training to stop at
+    the next optimiser step; a second signal does what it would have done without this.
+
+    Installed before the DataLoader workers fork, so they inherit it and a Ctrl-C that reaches
+    the whole process group does not kill them under the loader.
+    """
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._previous = {
+            number: signal.signal(number, self._handle)
+            for number in (signal.SIGTERM, signal.SIGINT)
         }
-    if (path / "blur").is_dir() and (path / "sharp").is_dir():
-        dataset = PairedFolder(path, crop=crop, seed=seed)
-        return dataset, {"kind": "paired", "root": str(path), "pairs": len(dataset)}
-    raise SystemExit(
-        f"error: {path} is neither a GoPro root (with {split}/<sequence>/blur, sharp) "
-        "nor a paired folder (with blur/ and sharp/)"
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum:
+            self.restore()
+            signal.raise_signal(signum)
+            return
+        self.signum = signum
+
+    def restore(self) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def requested(self, processes: Processes) -> int:
+        """The signal that asked to stop, 0 if none; under torchrun the processes agree (the
+        largest over them), so that all stop at the same step."""
+        if processes.control is None:
+            return self.signum
+        flag = torch.tensor([self.signum])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=processes.control)
+        return int(flag.item())
+
+
+# ----------------------------------------------------------------------------- training steps
+
+
+def critic_step(
+    run: Run, models: Models, sharp: torch.Tensor, fake: torch.Tensor, penalty_rng: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The critic's config.critic_steps updates on this batch, the restored images `fake`
+    (B, 3, H, W) held fixed: their mean Wasserstein loss and gradient penalty (0 without any)."""
+    config, processes = run.config, run.processes
+    batch_size, device = sharp.shape[0], processes.device
+    critic_sum = torch.zeros((), device=device)
+    penalty_sum = torch.zeros((), device=device)
+    models.critic.requires_grad_(True)
+    for _ in range(config.critic_steps):
+        with processes.autocast():
+            wasserstein = critic_loss(
+                models.critic_train(sharp).float(), models.critic_train(fake).float()
+            )
+            penalty = torch.zeros((), device=device)
+            if config.gp_weight:
+                # Interpolation weights: one draw for the global batch, sliced per process.
+                eps = torch.rand(
+                    batch_size * processes.world_size, generator=penalty_rng, device=device
+                )
+                eps = eps[processes.rank * batch_size : (processes.rank + 1) * batch_size]
+                penalty = gradient_penalty(models.critic_train, sharp, fake, eps=eps).float()
+        models.critic_optimizer.zero_grad(set_to_none=True)
+        (wasserstein + config.gp_weight * penalty).backward()
+        models.critic_optimizer.step()
+        critic_sum += wasserstein.detach()
+        penalty_sum += penalty.detach()
+    updates = max(config.critic_steps, 1)
+    return critic_sum / updates, penalty_sum / updates
+
+
+def generator_step(
+    run: Run,
+    models: Models,
+    output: GeneratorOutput,
+    sharp: torch.Tensor,
+    blur_extent: torch.Tensor | None,
+    content_loss: Callable[..., torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One generator update from `output` (its forward pass on the batch): the total, content
+    and adversarial losses. The critic is called unwrapped and frozen: no gradients for it.
+    `blur_extent` (B, 1, H, W) pixels, of synthetic data, supervises the last attention map."""
+    config, device = run.config, run.processes.device
+    models.critic.requires_grad_(False)
+    restored = output.image  # (B, 3, H, W) float32 in [0, 1]
+    with run.processes.autocast():
+        content = content_loss(restored, sharp)
+        adversarial = torch.zeros((), device=device)
+        if config.adversarial_weight:
+            adversarial = generator_adversarial_loss(models.critic(restored).float())
+        total = config.content_weight * content + config.adversarial_weight * adversarial
+        if config.attention_weight and output.attention and blur_extent is not None:
+            total = total + config.attention_weight * attention_loss(
+                output.attention[-1], blur_extent.to(device), config.attention_scale_px
+            )
+    models.generator_optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    models.generator_optimizer.step()
+    return total, content, adversarial
+
+
+def train_step(
+    run: Run, models: Models, batch: dict, content_loss: Callable, penalty_rng: torch.Generator
+) -> torch.Tensor:
+    """One optimiser step on `batch`: the critic's updates, then the generator's. Returns the
+    (5,) losses of LOSS_NAMES, still on the device (reading them would sync it)."""
+    device, layout = run.processes.device, memory_format(run.config)
+    blurred = batch["blurred"].to(device, non_blocking=True, memory_format=layout)
+    sharp = batch["sharp"].to(device, non_blocking=True, memory_format=layout)
+    with run.processes.autocast():
+        output = models.generator_train(blurred)
+    critic, penalty = critic_step(run, models, sharp, output.image.detach(), penalty_rng)
+    total, content, adversarial = generator_step(
+        run, models, output, sharp, batch.get("blur_extent"), content_loss
+    )
+    return torch.stack([total, content, adversarial, critic, penalty]).detach()
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """What an epoch's steps leave for its validation and files."""
+
+    epoch: int
+    step: int  # optimiser steps of the run after this epoch's
+    lr: float  # of the epoch's last step
+    loss_sums: torch.Tensor  # (5,) LOSS_NAMES summed over the epoch's steps on this process
+    started: float  # time.perf_counter() at the start of the epoch
+    train_seconds: float
+    stopped_by: int  # the signal that stopped the epoch before its end, 0 if none
+
+
+def train_epoch(
+    run: Run,
+    models: Models,
+    loader: DataLoader,
+    content_loss: Callable,
+    epoch: int,
+    step: int,
+    stop: StopRequest,
+) -> EpochResult:
+    """The optimiser steps of epoch `epoch`, the run being at global step `step`."""
+    config, processes = run.config, run.processes
+    started = time.perf_counter()
+    run.data.set_epoch(epoch)
+    # The gradient penalty's weights come from a generator seeded by (seed, epoch), as the data.
+    epoch_seed = int(np.random.SeedSequence((config.seed, epoch)).generate_state(1)[0])
+    penalty_rng = torch.Generator(processes.device).manual_seed(epoch_seed)
+    models.generator_train.train()
+    models.critic_train.train()
+    loss_sums = torch.zeros(len(LOSS_NAMES), device=processes.device)
+    progress = tqdm(
+        total=run.data.steps_per_epoch,
+        desc=f"epoch {epoch}/{config.epochs}",
+        disable=not processes.is_main,
+        leave=False,
+        dynamic_ncols=True,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+    )
+    lr, stopped_by = 0.0, 0
+    for batch in loader:
+        lr = learning_rate(config, step, run.data.steps_per_epoch)
+        for optimizer in (models.generator_optimizer, models.critic_optimizer):
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        losses = train_step(run, models, batch, content_loss, penalty_rng)
+        step += 1
+        loss_sums += losses
+        progress.update()
+        if processes.is_main and progress.n % config.log_every == 0:  # the only per-step sync
+            values = losses.tolist()
+            progress.set_postfix_str(
+                f"G {values[0]:.4f} content {values[1]:.4f} adv {values[2]:+.3f} "
+                f"critic {values[3]:+.3f} gp {values[4]:.3f} lr {lr:.2e}"
+            )
+        # A signal stops here and saves nothing new: resume.pt keeps the last complete epoch
+        # and --resume trains this epoch again from its start, so a resumed run stays bit
+        # identical with the state it has always saved. Saving mid-epoch would need the
+        # loader's position, the penalty generator's state and the partial loss sums and
+        # timings in resume.pt: a new format, which an older train.py would take for a
+        # complete epoch. What is lost is at most the steps of one epoch.
+        stopped_by = stop.requested(processes)
+        if stopped_by:
+            break
+    progress.close()
+    seconds = time.perf_counter() - started
+    return EpochResult(epoch, step, lr, loss_sums, started, seconds, stopped_by)
+
+
+def mean_losses(run: Run, models: Models, loss_sums: torch.Tensor) -> list[float]:
+    """The epoch's mean losses per step, averaged over the processes under torchrun, where a
+    checksum per process also proves that all hold the same weights."""
+    world_size = run.processes.world_size
+    if world_size > 1:
+        dist.all_reduce(loss_sums)
+        loss_sums /= world_size
+        parameters = [*models.generator.parameters(), *models.critic.parameters()]
+        checksum = torch.stack([p.detach().double().sum() for p in parameters]).sum()[None]
+        checksums = [torch.zeros_like(checksum) for _ in range(world_size)]
+        dist.all_gather(checksums, checksum)
+        if any(not torch.equal(c, checksums[0]) for c in checksums):
+            raise RuntimeError("the processes' weights differ: gradients were not synchronised")
+    return (loss_sums / run.data.steps_per_epoch).tolist()
+
+
+# ----------------------------------------------------------------------------- run directory
+
+
+def load_resume_state(path: Path) -> dict[str, Any]:
+    """The state in `path`, or SystemExit with one sentence saying why not and what to do."""
+    try:
+        return read_resume_state(path)
+    except ResumeStateError as error:
+        advice = "restore it from a copy, or start the run again with another --out"
+        raise SystemExit(f"error: {error}; {advice}") from None
+
+
+def start_session(
+    run: Run,
+    models: Models,
+    validation: ValidationSet,
+    records: list[dict],
+    sessions: list[dict],
+    start_epoch: int,
+    argv: list[str] | None,
+) -> None:
+    """config.json (the recipe, data and every session's command and commit) and metrics.jsonl
+    as of the last complete epoch, then one line saying what trains."""
+    config, processes = run.config, run.processes
+    session = {
+        "command": " ".join(["train/train.py", *(sys.argv[1:] if argv is None else argv)]),
+        "git_commit": git_commit(REPO_ROOT),
+        "start_epoch": start_epoch,
+    }
+    run_config = {
+        "preset": run.preset,
+        "train": config.to_dict(),
+        "data": run.data.recipe,
+        "validation": validation.recipe,
+        "steps_per_epoch": run.data.steps_per_epoch,
+        "world_size": processes.world_size,
+        "global_batch_size": config.batch_size * processes.world_size,
+        "device": str(processes.device),
+        "precision": "bfloat16" if processes.amp else "float32",
+        "parameters": {
+            "generator": count_parameters(models.generator),
+            "critic": count_parameters(models.critic),
+        },
+        "torch": torch.__version__,
+        # A run may be continued with other flags (--resume --epochs 26 --crop 192): every
+        # session's command and commit, so the whole run can be reproduced.
+        "sessions": [*sessions, session],
+    }
+    (run.out / "snapshots").mkdir(parents=True, exist_ok=True)
+    write_atomic(run.out / "config.json", (json.dumps(run_config, indent=2) + "\n").encode())
+    write_atomic(run.out / "metrics.jsonl", metrics_lines(records))
+    print(
+        f"{f'resuming after epoch {start_epoch}' if start_epoch else 'training'}: {run.preset}, "
+        f"{run_config['parameters']['generator']:,} generator parameters, {processes.device}, "
+        f"{run_config['precision']}, {processes.world_size} process(es), "
+        f"{run.data.steps_per_epoch} steps/epoch, {config.epochs} epochs -> {run.out}"
     )
 
 
-def validation_set(
-    config: TrainConfig, held_out: list[Path]
-) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], dict]:
-    """Fixed validation pairs [(blurred, sharp)], each (1, 3, H, W) in [0, 1], and their recipe;
-    `held_out` are the photos of --sources kept out of training (used when val_holdout is set)."""
-    if config.val_data:
-        dataset, recipe = open_folder(config.val_data, "test", None, config, VALIDATION_SEED)
-        # At most val_size pairs, spread evenly over the (sorted) dataset.
-        indices = np.unique(np.linspace(0, len(dataset) - 1, config.val_size).round().astype(int))
-    else:
-        if config.val_holdout:
-            if not held_out:
-                raise SystemExit(
-                    f"error: --val-holdout {config.val_holdout} holds out none of the photos "
-                    "in --sources: raise it"
-                )
-            sources = read_photos(held_out)
-        else:
-            rng = np.random.default_rng(VALIDATION_SEED)
-            sources = default_sources(
-                rng, num_dead_leaves=VALIDATION_DEAD_LEAVES, size=VALIDATION_DEAD_LEAVES_SIZE
-            )
-        dataset = SyntheticPairs(
-            sources,
-            crop=config.val_crop,
-            length=config.val_size,
-            seed=VALIDATION_SEED,
-            augment=False,
-        )
-        indices = np.arange(config.val_size)
-        recipe = {
-            "kind": "synthetic",
-            "seed": VALIDATION_SEED,
-            "crop": config.val_crop,
-            "photos": "held out of sources" if config.val_holdout else "built-in",
-            "held_out_photos": len(sources) if config.val_holdout else 0,
-            "dead_leaves": 0 if config.val_holdout else VALIDATION_DEAD_LEAVES,
-            "blur": dataclasses.asdict(BlurSettings()),
-        }
-    pairs = []
-    for index in indices:
-        item = dataset[int(index)]
-        pairs.append((item["blurred"][None], item["sharp"][None]))
-    recipe["size"] = len(pairs)
-    return pairs, recipe
-
-
-def to_hwc(image: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) tensor -> (H, W, 3) float64 array."""
-    return image[0].permute(1, 2, 0).double().cpu().numpy()
-
-
-@torch.no_grad()
-def validate(generator: Generator, pairs, device: torch.device, autocast) -> dict[str, float]:
-    """Mean PSNR/SSIM of the restored validation images (untiled, one image at a time)."""
-    was_training = generator.training
-    generator.eval()
-    scores = []
-    for blurred, sharp in pairs:
-        with autocast:
-            restored = generator(blurred.to(device)).image.float()
-        scores.append(
-            (psnr(to_hwc(restored), to_hwc(sharp)), ssim(to_hwc(restored), to_hwc(sharp)))
-        )
-    generator.train(was_training)
-    return {
-        "val_psnr": float(np.mean([s[0] for s in scores])),
-        "val_ssim": float(np.mean([s[1] for s in scores])),
+def save_epoch(
+    run: Run,
+    models: Models,
+    validation: ValidationSet,
+    records: list[dict],
+    result: EpochResult,
+    means: list[float],
+) -> None:
+    """Rank 0 after an epoch: validation, the snapshot (at the end also the generator) and
+    resume.pt, then the epoch's line in metrics.jsonl, which says all of them are written."""
+    config, epoch, world_size = run.config, result.epoch, run.processes.world_size
+    scores = validation_scores(
+        models.generator, validation.pairs, run.processes.device, run.processes.autocast()
+    )
+    seconds = time.perf_counter() - result.started
+    samples = run.data.steps_per_epoch * config.batch_size * world_size
+    record = {
+        "epoch": epoch,
+        "step": result.step,
+        "losses": dict(zip(LOSS_NAMES, means, strict=True)),
+        **scores,
+        **validation.blurred_scores,
+        "lr": result.lr,
+        "seconds": seconds,
+        "samples_per_second": samples / result.train_seconds,
     }
+    metadata = {
+        "epoch": epoch,
+        "epochs": config.epochs,
+        "step": result.step,
+        "preset": run.preset,
+        **scores,
+        **validation.blurred_scores,
+        "validation": validation.recipe,
+        "data": run.data.recipe["kind"],
+        "seed": config.seed,
+    }
+    if epoch % config.snapshot_every == 0 or epoch in (1, config.epochs):
+        # Snapshots feed the attention-evolution view: half precision keeps them small.
+        snapshot = run.out / "snapshots" / f"epoch-{epoch:03d}.safetensors"
+        save_generator(models.generator, snapshot, metadata, dtype=torch.float16)
+    if epoch == config.epochs:
+        save_generator(models.generator, run.out / "generator.safetensors", metadata)
+    records.append(record)
+    state = {
+        "format": RESUME_FORMAT,
+        "version": RESUME_VERSION,
+        "epoch": epoch,
+        "step": result.step,
+        "generator": models.generator.state_dict(),
+        "critic": models.critic.state_dict(),
+        "generator_optimizer": models.generator_optimizer.state_dict(),
+        "critic_optimizer": models.critic_optimizer.state_dict(),
+        "metrics": records,
+        "config": config.to_dict(),
+    }
+    save_resume_state(run.out / "resume.pt", state)
+    append_metrics(run.out / "metrics.jsonl", record)
+    blurred = validation.blurred_scores
+    tqdm.write(
+        f"epoch {epoch}/{config.epochs}  step {result.step}  content {means[1]:.4f}  "
+        f"adv {means[2]:+.3f}  critic {means[3]:+.3f}  gp {means[4]:.3f}  "
+        f"val PSNR {scores['val_psnr']:.2f} dB (blurred {blurred['val_psnr_blurred']:.2f})  "
+        f"SSIM {scores['val_ssim']:.4f} ({blurred['val_ssim_blurred']:.4f})  "
+        f"lr {result.lr:.2e}  {seconds:.0f} s  {record['samples_per_second']:.1f} samples/s"
+    )
 
 
-# ----------------------------------------------------------------------------- files
-
-
-def single_threaded_data() -> None:
-    """OpenCV on one thread, before any DataLoader worker is forked.
-
-    Many workers with many threads each oversubscribe the cores, and calling
-    cv2.setNumThreads inside a forked worker deadlocks (the parent's thread pool does not
-    survive the fork), so it is set once in the parent and inherited. torch already runs each
-    worker on one thread.
-    """
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename: never a partial file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def save_resume_state(path: Path, state: dict[str, Any]) -> None:
-    """torch.save `state` (tensors and plain Python values: loads with weights_only=True)."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_atomic(path, buffer.getvalue())
-
-
-def metrics_lines(records: list[dict]) -> bytes:
-    return "".join(json.dumps(record) + "\n" for record in records).encode()
-
-
-def git_commit() -> str | None:
-    """The repository's commit ('-dirty' if files changed), or None outside a git checkout."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return commit + ("-dirty" if status.strip() else "")
+def out_of_time(
+    minutes: float, processes: Processes, session_start: float, epoch_start: float
+) -> bool:
+    """Whether another epoch as long as the last one would end past the session's `minutes`;
+    rank 0 decides for every process."""
+    now = time.perf_counter()
+    over = (now - session_start) + (now - epoch_start) > 60 * minutes
+    decision = torch.tensor([float(over)], device=processes.device)
+    if processes.world_size > 1:
+        dist.broadcast(decision, src=0)
+    return bool(decision.item())
 
 
 def format_seconds(seconds: float) -> str:
@@ -364,477 +607,145 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
+def print_summary(
+    run: Run, records: list[dict], validation: ValidationSet, session_start: float
+) -> None:
+    finished = bool(records) and records[-1]["epoch"] >= run.config.epochs
+    print(
+        f"\n{'Training finished' if finished else 'Training stopped (resume with --resume)'}: "
+        f"{records[-1]['epoch'] if records else 0}/{run.config.epochs} epochs, "
+        f"{records[-1]['step'] if records else 0} steps, "
+        f"{format_seconds(sum(r['seconds'] for r in records))} in all "
+        f"({format_seconds(time.perf_counter() - session_start)} in this session)"
+    )
+    if records:
+        best, last = max(records, key=lambda r: r["val_psnr"]), records[-1]
+        print(
+            f"  validation ({validation.recipe['kind']}, {validation.recipe['size']} images):\n"
+            f"    final (epoch {last['epoch']}): PSNR {last['val_psnr']:.2f} dB, "
+            f"SSIM {last['val_ssim']:.4f}\n"
+            f"    best  (epoch {best['epoch']}): PSNR {best['val_psnr']:.2f} dB, "
+            f"SSIM {best['val_ssim']:.4f}\n"
+            f"    blurred input:    PSNR {last['val_psnr_blurred']:.2f} dB, "
+            f"SSIM {last['val_ssim_blurred']:.4f}"
+        )
+    print(
+        f"  outputs in {run.out}: config.json, metrics.jsonl, snapshots/, resume.pt"
+        + (", generator.safetensors" if finished else "")
+    )
+
+
+def print_changes(base: TrainConfig, config: TrainConfig, start_epoch: int) -> None:
+    """Notes on what this session changes in a resumed run."""
+    for item in dataclasses.fields(TrainConfig):
+        before, after = getattr(base, item.name), getattr(config, item.name)
+        if before != after:
+            print(f"note: {item.name} changed from {before!r} to {after!r} for this session")
+    if start_epoch > config.epochs:
+        print(f"note: the run already has {start_epoch} epochs, more than --epochs {config.epochs}")
+
+
+def stop_message(signum: int, epoch: int, step: int, finished_epoch: bool) -> str:
+    """What a stop by signal `signum` kept, and what --resume does next."""
+    name = signal.Signals(signum).name
+    if finished_epoch:
+        return f"note: {name} stopped training after epoch {epoch}, every file written"
+    kept = f"epoch {epoch - 1}" if epoch > 1 else "nothing yet"
+    return (
+        f"note: {name} stopped training in epoch {epoch}, after step {step}; the run directory "
+        f"keeps {kept}, and --resume trains epoch {epoch} again from its start"
+    )
+
+
 # ----------------------------------------------------------------------------- main
+
+
+def train(
+    args: argparse.Namespace,
+    parser: argparse.ArgumentParser,
+    stop: StopRequest,
+    argv: list[str] | None,
+) -> int:
+    """The whole session; returns the process's exit status (128 + signal after a stop)."""
+    resuming = args.resume and (args.out / "resume.pt").is_file()
+    preset, base, config, sessions = read_config(args, parser, resuming)
+    processes = set_up_processes(config, set_threads=not THREADS_SET_BY_USER)
+    if config.amp and not processes.amp and processes.is_main:
+        print("note: this CPU has no native bf16; training in float32 (--no-amp to silence)")
+    try:  # the photos of --sources, split once into training and held-out (validation) photos
+        photos, held_out = split_photos(config.sources, config.val_holdout)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        data = training_data(config, photos, held_out, processes.rank, processes.world_size)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    run = Run(args.out, preset, config, processes, data)
+    loader = training_loader(config, data, pin_memory=processes.use_cuda)
+    state = load_resume_state(args.out / "resume.pt") if resuming else None
+    models = build_models(config, processes, state)
+    try:
+        content_loss = content_loss_fn(config, processes.device)
+    except VGGWeightsUnavailable as error:
+        raise SystemExit(f"error: {error}") from None
+    start_epoch, step = (state["epoch"], state["step"]) if state else (0, 0)
+    records: list[dict] = list(state["metrics"]) if state else []
+    validation = ValidationSet([], {}, {})
+    if processes.is_main:
+        try:
+            validation = validation_set(config, held_out)
+        except ValueError as error:
+            raise SystemExit(f"error: {error}") from None
+        start_session(run, models, validation, records, sessions, start_epoch, argv)
+        if state:
+            print_changes(base, config, start_epoch)
+
+    session_start, stopped_by = time.perf_counter(), 0
+    last_epoch = min(config.epochs, args.stop_after_epoch or config.epochs)
+    for epoch in range(start_epoch + 1, last_epoch + 1):
+        result = train_epoch(run, models, loader, content_loss, epoch, step, stop)
+        if result.stopped_by:
+            stopped_by = result.stopped_by
+            if processes.is_main:
+                print(stop_message(stopped_by, epoch, result.step, finished_epoch=False))
+            break
+        means = mean_losses(run, models, result.loss_sums)
+        step = result.step
+        if processes.is_main:
+            save_epoch(run, models, validation, records, result, means)
+        if processes.world_size > 1:
+            dist.barrier()
+        if epoch == last_epoch:
+            break
+        stopped_by = stop.requested(processes)  # a signal during validation or saving
+        if stopped_by:
+            if processes.is_main:
+                print(stop_message(stopped_by, epoch, step, finished_epoch=True))
+            break
+        if args.stop_after_minutes and out_of_time(
+            args.stop_after_minutes, processes, session_start, result.started
+        ):
+            if processes.is_main:
+                print(f"note: stopped after epoch {epoch} (--stop-after-minutes)")
+            break
+
+    if processes.is_main:
+        print_summary(run, records, validation, session_start)
+    if processes.world_size > 1:
+        dist.destroy_process_group()
+    return 128 + stopped_by if stopped_by else 0
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    out: Path = args.out
-    resume_path = out / "resume.pt"
-    config_path = out / "config.json"
-    metrics_path = out / "metrics.jsonl"
-
-    # Config: the preset, or the saved config when resuming; then the flags on top.
-    preset = args.preset or "demo"
-    resuming = args.resume and resume_path.is_file()
-    sessions: list[dict] = []  # the sessions before this one, each with its command and commit
-    if resuming and config_path.is_file():
-        saved = json.loads(config_path.read_text())
-        try:
-            base, preset = TrainConfig.from_dict(saved["train"]), saved["preset"]
-            sessions = list(saved.get("sessions") or [])
-        except (AttributeError, KeyError, TypeError, ValueError) as error:
-            parser.error(f"{config_path} is not a config this script wrote ({error})")
-        if not sessions:  # older run directories kept only the last session, at the top level
-            sessions = [{key: saved[key] for key in ("command", "git_commit") if key in saved}]
-        if args.preset not in (None, preset):
-            parser.error(f"{out} holds a {preset} run; --resume continues it (drop --preset)")
-    else:
-        base = PRESETS[preset]()
-        if not args.resume and (resume_path.exists() or metrics_path.exists()):
-            parser.error(
-                f"{out} already holds a run: pass --resume to continue it, or another --out"
-            )
+    stop = StopRequest()
     try:
-        config = resolve_config(args, base)
-    except ValueError as error:
-        parser.error(str(error))
-    if preset == "paper-gopro" and not config.data:
-        parser.error("the paper-gopro preset trains on GoPro: pass --data GOPRO_ROOT")
-
-    # Processes: torchrun sets WORLD_SIZE, RANK and LOCAL_RANK.
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    is_main = rank == 0
-    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-    if not THREADS_SET_BY_USER:  # see the top of the file: a CPU run computes on every core
-        torch.set_num_threads(1 if use_cuda else len(os.sched_getaffinity(0)))
-    if use_cuda:
-        torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    if world_size > 1:
-        dist.init_process_group(
-            "nccl" if use_cuda else "gloo", device_id=device if use_cuda else None
-        )
-    amp = config.amp and (use_cuda or torch.cpu._is_avx512_bf16_supported())
-    if config.amp and not amp and is_main:
-        print("note: this CPU has no native bf16; training in float32 (--no-amp to silence)")
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-
-    # The photos of --sources, split once into training and held-out (validation) photos.
-    try:
-        training_photos, held_out = split_photos(config.sources, config.val_holdout)
-    except ValueError as error:
-        parser.error(str(error))
-    # Training data. Items are pure functions of (seed, index); the sampler picks each epoch's
-    # indices from (seed, epoch) and shards them over the processes.
-    if config.data:
-        dataset, data_recipe = open_folder(config.data, "train", config.crop, config, config.seed)
-        steps_per_epoch = config.steps_per_epoch or len(dataset) // (config.batch_size * world_size)
-        if steps_per_epoch < 1:
-            raise SystemExit(f"error: {config.data} has fewer pairs than one batch per process")
-        sampler = EpochSampler(
-            len(dataset),
-            steps_per_epoch,
-            config.batch_size,
-            config.seed,
-            fresh=False,
-            rank=rank,
-            world_size=world_size,
-        )
-    else:
-        if config.steps_per_epoch < 1:
-            parser.error("synthetic data needs --steps-per-epoch of at least 1")
-        steps_per_epoch = config.steps_per_epoch
-        sources = default_sources(
-            np.random.default_rng(config.seed),
-            num_dead_leaves=config.num_dead_leaves,
-            size=config.dead_leaves_size,
-            greyscale_photos=config.greyscale_photos,
-        )
-        user_images = read_photos(training_photos)
-        per_epoch = steps_per_epoch * config.batch_size * world_size
-        blur = config.blur_settings()
-        # Copies of a reused pair lie `window` items apart: whole steps of all processes (so the
-        # process that rendered a pair fetches its copies), about 256 items or one epoch. It
-        # must not depend on the worker count, which may change on resume; a worker that did not
-        # render a pair renders it again (the same pair: items are functions of the index).
-        step_items = config.batch_size * world_size
-        window = step_items * math.ceil(min(256, per_epoch) / step_items)
-        dataset = SyntheticPairs(
-            sources + user_images,
-            crop=config.crop,
-            length=config.epochs * per_epoch,
-            seed=config.seed,
-            settings=blur,
-            reuse=config.synthesis_reuse,
-            window=window,
-        )
-        sampler = EpochSampler(
-            len(dataset),
-            steps_per_epoch,
-            config.batch_size,
-            config.seed,
-            fresh=True,
-            rank=rank,
-            world_size=world_size,
-        )
-        data_recipe = {
-            "kind": "synthetic",
-            "built_in_sources": len(sources),
-            "dead_leaves": config.num_dead_leaves,
-            "greyscale_photos": config.greyscale_photos,
-            "user_folders": list(config.sources),
-            "user_images": len(user_images),
-            "held_out_images": len(held_out),
-            "blur": dataclasses.asdict(blur),
-        }
-    num_workers = (
-        config.num_workers if config.num_workers >= 0 else min(8, (os.cpu_count() or 2) - 1)
-    )
-    if num_workers > 0:
-        single_threaded_data()
-    loader = DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        sampler=sampler,
-        num_workers=num_workers,
-        # Folder datasets draw their crops from (seed, index, epoch) through set_epoch, which
-        # must reach the workers: they are started afresh each epoch. Synthetic items need no
-        # epoch (the sampler's indices carry it), so their workers persist.
-        persistent_workers=num_workers > 0 and not config.data,
-        pin_memory=use_cuda,
-        generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG untouched
-    )
-
-    # Models and optimisers; initial weights from the seed, identical on every process.
-    torch.manual_seed(config.seed)
-    generator = Generator(config.generator)
-    critic = PatchDiscriminator(
-        base_channels=config.critic_channels, num_layers=config.critic_layers
-    )
-    optimizer_kwargs = {"lr": config.lr, "betas": config.betas, "weight_decay": config.weight_decay}
-    state = None
-    if resuming:
-        state = torch.load(resume_path, map_location="cpu", weights_only=True)
-        if state.get("format") != RESUME_FORMAT or state.get("version") != RESUME_VERSION:
-            raise SystemExit(f"error: {resume_path} is not a resume state of this script")
-        generator.load_state_dict(state["generator"])
-        critic.load_state_dict(state["critic"])
-    generator.to(device, memory_format=memory_format)
-    critic.to(device, memory_format=memory_format)
-    if world_size > 1 and use_cuda:
-        generator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(generator)
-    generator_optimizer = torch.optim.AdamW(
-        generator.parameters(), fused=use_cuda, **optimizer_kwargs
-    )
-    critic_optimizer = torch.optim.AdamW(critic.parameters(), fused=use_cuda, **optimizer_kwargs)
-    if state is not None:
-        generator_optimizer.load_state_dict(state["generator_optimizer"])
-        critic_optimizer.load_state_dict(state["critic_optimizer"])
-    # The modules that train: DDP wrappers (they average gradients over processes), compiled
-    # if asked. `generator` and `critic` stay the plain modules that are saved.
-    generator_train, critic_train = generator, critic
-    if world_size > 1:
-        generator_train = DistributedDataParallel(generator)
-        critic_train = DistributedDataParallel(critic)
-    if config.compile:
-        generator_train = torch.compile(generator_train)
-
-    perceptual = None
-    if config.content_loss == "perceptual":
-        try:
-            perceptual = PerceptualLoss(weights=config.vgg_weights or None).to(device)
-        except VGGWeightsUnavailable as error:
-            raise SystemExit(f"error: {error}") from None
-
-    def content_loss(restored: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
-        if perceptual is not None:
-            loss = perceptual(restored, sharp).float()
-        elif config.content_loss == "charbonnier":
-            loss = charbonnier_loss(restored, sharp)
-        else:
-            loss = l1_loss(restored, sharp)
-        if config.frequency_weight:
-            loss = loss + config.frequency_weight * frequency_loss(restored, sharp)
-        return loss
-
-    # Run directory: config.json and metrics.jsonl as of the last complete epoch.
-    start_epoch, step = (state["epoch"], state["step"]) if state else (0, 0)
-    records: list[dict] = list(state["metrics"]) if state else []
-    validation_pairs, validation_recipe = ([], {})
-    if is_main:
-        (out / "snapshots").mkdir(parents=True, exist_ok=True)
-        validation_pairs, validation_recipe = validation_set(config, held_out)
-        blurred_scores = {
-            "val_psnr_blurred": float(
-                np.mean([psnr(to_hwc(b), to_hwc(s)) for b, s in validation_pairs])
-            ),
-            "val_ssim_blurred": float(
-                np.mean([ssim(to_hwc(b), to_hwc(s)) for b, s in validation_pairs])
-            ),
-        }
-        run_config = {
-            "preset": preset,
-            "train": config.to_dict(),
-            "data": data_recipe,
-            "validation": validation_recipe,
-            "steps_per_epoch": steps_per_epoch,
-            "world_size": world_size,
-            "global_batch_size": config.batch_size * world_size,
-            "device": str(device),
-            "precision": "bfloat16" if amp else "float32",
-            "parameters": {
-                "generator": count_parameters(generator),
-                "critic": count_parameters(critic),
-            },
-            "torch": torch.__version__,
-            # A run may be continued with other flags (--resume --epochs 26 --crop 192): every
-            # session's command and commit, so the whole run can be reproduced.
-            "sessions": [
-                *sessions,
-                {
-                    "command": " ".join(
-                        ["train/train.py", *(sys.argv[1:] if argv is None else argv)]
-                    ),
-                    "git_commit": git_commit(),
-                    "start_epoch": start_epoch,
-                },
-            ],
-        }
-        write_atomic(config_path, (json.dumps(run_config, indent=2) + "\n").encode())
-        write_atomic(metrics_path, metrics_lines(records))
-        print(
-            f"{f'resuming after epoch {start_epoch}' if state else 'training'}: {preset}, "
-            f"{run_config['parameters']['generator']:,} generator parameters, {device}, "
-            f"{run_config['precision']}, {world_size} process(es), {steps_per_epoch} steps/epoch, "
-            f"{config.epochs} epochs -> {out}"
-        )
-    if state and is_main:
-        for item in dataclasses.fields(TrainConfig):
-            before, after = getattr(base, item.name), getattr(config, item.name)
-            if before != after:
-                print(f"note: {item.name} changed from {before!r} to {after!r} for this session")
-    if state and start_epoch > config.epochs and is_main:
-        print(f"note: the run already has {start_epoch} epochs, more than --epochs {config.epochs}")
-
-    session_start = time.perf_counter()
-    last_epoch = min(config.epochs, args.stop_after_epoch or config.epochs)
-    for epoch in range(start_epoch + 1, last_epoch + 1):
-        epoch_start = time.perf_counter()
-        sampler.set_epoch(epoch)
-        if config.data:
-            dataset.set_epoch(epoch)
-        # The gradient penalty's interpolation weights: one draw for the global batch from a
-        # generator seeded by (seed, epoch), sliced per process, as for the data.
-        epoch_seed = int(np.random.SeedSequence((config.seed, epoch)).generate_state(1)[0])
-        penalty_rng = torch.Generator(device).manual_seed(epoch_seed)
-        generator_train.train()
-        critic_train.train()
-        loss_sums = torch.zeros(len(LOSS_NAMES), device=device)
-        progress = tqdm(
-            total=steps_per_epoch,
-            desc=f"epoch {epoch}/{config.epochs}",
-            disable=not is_main,
-            leave=False,
-            dynamic_ncols=True,
-            mininterval=1.0 if sys.stderr.isatty() else 30.0,
-        )
-        for batch in loader:
-            lr = learning_rate(config, step, steps_per_epoch)
-            for optimizer in (generator_optimizer, critic_optimizer):
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-            blurred = batch["blurred"].to(device, non_blocking=True, memory_format=memory_format)
-            sharp = batch["sharp"].to(device, non_blocking=True, memory_format=memory_format)
-            batch_size = blurred.shape[0]
-            with autocast:
-                output = generator_train(blurred)
-                restored = output.image  # (B, 3, H, W) float32 in [0, 1]
-
-            # Critic updates on this batch (the restored images held fixed).
-            critic_sum = torch.zeros((), device=device)
-            penalty_sum = torch.zeros((), device=device)
-            fake = restored.detach()
-            critic.requires_grad_(True)
-            for _ in range(config.critic_steps):
-                with autocast:
-                    wasserstein = critic_loss(
-                        critic_train(sharp).float(), critic_train(fake).float()
-                    )
-                    penalty = torch.zeros((), device=device)
-                    if config.gp_weight:
-                        eps = torch.rand(
-                            batch_size * world_size, generator=penalty_rng, device=device
-                        )
-                        eps = eps[rank * batch_size : (rank + 1) * batch_size]
-                        penalty = gradient_penalty(critic_train, sharp, fake, eps=eps).float()
-                critic_optimizer.zero_grad(set_to_none=True)
-                (wasserstein + config.gp_weight * penalty).backward()
-                critic_optimizer.step()
-                critic_sum += wasserstein.detach()
-                penalty_sum += penalty.detach()
-
-            # Generator update. The critic is called unwrapped and frozen: no gradients for it.
-            critic.requires_grad_(False)
-            with autocast:
-                content = content_loss(restored, sharp)
-                adversarial = torch.zeros((), device=device)
-                if config.adversarial_weight:
-                    adversarial = generator_adversarial_loss(critic(restored).float())
-                total = config.content_weight * content + config.adversarial_weight * adversarial
-                if config.attention_weight and output.attention and "blur_extent" in batch:
-                    total = total + config.attention_weight * attention_loss(
-                        output.attention[-1],
-                        batch["blur_extent"].to(device),
-                        config.attention_scale_px,
-                    )
-            generator_optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            generator_optimizer.step()
-            step += 1
-
-            critic_steps = max(config.critic_steps, 1)
-            losses = torch.stack(
-                [total, content, adversarial, critic_sum / critic_steps, penalty_sum / critic_steps]
-            ).detach()
-            loss_sums += losses
-            progress.update()
-            if is_main and progress.n % config.log_every == 0:  # the only per-step device sync
-                values = losses.tolist()
-                progress.set_postfix_str(
-                    f"G {values[0]:.4f} content {values[1]:.4f} adv {values[2]:+.3f} "
-                    f"critic {values[3]:+.3f} gp {values[4]:.3f} lr {lr:.2e}"
-                )
-        progress.close()
-        train_seconds = time.perf_counter() - epoch_start
-
-        if world_size > 1:
-            dist.all_reduce(loss_sums)
-            loss_sums /= world_size
-            # Every process must hold the same weights; a checksum per process proves it.
-            checksum = torch.stack(
-                [p.detach().double().sum() for p in [*generator.parameters(), *critic.parameters()]]
-            ).sum()[None]
-            checksums = [torch.zeros_like(checksum) for _ in range(world_size)]
-            dist.all_gather(checksums, checksum)
-            if any(not torch.equal(c, checksums[0]) for c in checksums):
-                raise RuntimeError("the processes' weights differ: gradients were not synchronised")
-        means = (loss_sums / steps_per_epoch).tolist()
-
-        if is_main:
-            scores = validate(generator, validation_pairs, device, autocast)
-            seconds = time.perf_counter() - epoch_start
-            record = {
-                "epoch": epoch,
-                "step": step,
-                "losses": dict(zip(LOSS_NAMES, means, strict=True)),
-                **scores,
-                **blurred_scores,
-                "lr": lr,
-                "seconds": seconds,
-                "samples_per_second": steps_per_epoch
-                * config.batch_size
-                * world_size
-                / train_seconds,
-            }
-            metadata = {
-                "epoch": epoch,
-                "epochs": config.epochs,
-                "step": step,
-                "preset": preset,
-                **scores,
-                **blurred_scores,
-                "validation": validation_recipe,
-                "data": data_recipe["kind"],
-                "seed": config.seed,
-            }
-            if epoch % config.snapshot_every == 0 or epoch in (1, config.epochs):
-                # Snapshots feed the attention-evolution view: half precision keeps them small.
-                save_generator(
-                    generator,
-                    out / "snapshots" / f"epoch-{epoch:03d}.safetensors",
-                    metadata,
-                    dtype=torch.float16,
-                )
-            if epoch == config.epochs:
-                save_generator(generator, out / "generator.safetensors", metadata)
-            records.append(record)
-            save_resume_state(
-                resume_path,
-                {
-                    "format": RESUME_FORMAT,
-                    "version": RESUME_VERSION,
-                    "epoch": epoch,
-                    "step": step,
-                    "generator": generator.state_dict(),
-                    "critic": critic.state_dict(),
-                    "generator_optimizer": generator_optimizer.state_dict(),
-                    "critic_optimizer": critic_optimizer.state_dict(),
-                    "metrics": records,
-                    "config": config.to_dict(),
-                },
-            )
-            # Appended last: a line in metrics.jsonl means the epoch's files are all written.
-            with open(metrics_path, "ab") as handle:
-                handle.write(metrics_lines([record]))
-                handle.flush()
-                os.fsync(handle.fileno())
-            tqdm.write(
-                f"epoch {epoch}/{config.epochs}  step {step}  content {means[1]:.4f}  "
-                f"adv {means[2]:+.3f}  critic {means[3]:+.3f}  gp {means[4]:.3f}  "
-                f"val PSNR {scores['val_psnr']:.2f} dB "
-                f"(blurred {blurred_scores['val_psnr_blurred']:.2f})  "
-                f"SSIM {scores['val_ssim']:.4f} ({blurred_scores['val_ssim_blurred']:.4f})  "
-                f"lr {lr:.2e}  {seconds:.0f} s  {record['samples_per_second']:.1f} samples/s"
-            )
-        if world_size > 1:
-            dist.barrier()
-        # Stop when another epoch as long as this one would end past the session's budget;
-        # rank 0 decides for every process.
-        if args.stop_after_minutes and epoch < last_epoch:
-            now = time.perf_counter()
-            over = (now - session_start) + (now - epoch_start) > 60 * args.stop_after_minutes
-            stop = torch.tensor([float(over)], device=device)
-            if world_size > 1:
-                dist.broadcast(stop, src=0)
-            if stop.item():
-                if is_main:
-                    print(f"note: stopped after epoch {epoch} (--stop-after-minutes)")
-                break
-
-    if is_main:
-        finished = bool(records) and records[-1]["epoch"] >= config.epochs
-        print(
-            f"\n{'Training finished' if finished else 'Training stopped (resume with --resume)'}: "
-            f"{records[-1]['epoch'] if records else 0}/{config.epochs} epochs, {step} steps, "
-            f"{format_seconds(sum(r['seconds'] for r in records))} in all "
-            f"({format_seconds(time.perf_counter() - session_start)} in this session)"
-        )
-        if records:
-            best = max(records, key=lambda r: r["val_psnr"])
-            last = records[-1]
-            print(
-                f"  validation ({validation_recipe['kind']}, {validation_recipe['size']} images):\n"
-                f"    final (epoch {last['epoch']}): PSNR {last['val_psnr']:.2f} dB, "
-                f"SSIM {last['val_ssim']:.4f}\n"
-                f"    best  (epoch {best['epoch']}): PSNR {best['val_psnr']:.2f} dB, "
-                f"SSIM {best['val_ssim']:.4f}\n"
-                f"    blurred input:    PSNR {last['val_psnr_blurred']:.2f} dB, "
-                f"SSIM {last['val_ssim_blurred']:.4f}"
-            )
-        print(
-            f"  outputs in {out}: config.json, metrics.jsonl, snapshots/, resume.pt"
-            + (", generator.safetensors" if finished else "")
-        )
-    if world_size > 1:
-        dist.destroy_process_group()
+        status = train(args, parser, stop, argv)
+    finally:
+        stop.restore()
+    if status:
+        raise SystemExit(status)
 
 
 if __name__ == "__main__":

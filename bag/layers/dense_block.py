@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bag.layers.norm import norm_layer
+from bag.layers.norm import NormSequential, NormStatistics, norm_layer
 
 
-def conv_norm_relu(in_channels: int, out_channels: int, norm: str) -> nn.Sequential:
+def conv_norm_relu(in_channels: int, out_channels: int, norm: str) -> NormSequential:
     """3x3 convolution, normalisation, ReLU: the unit every block here is made of."""
-    return nn.Sequential(
+    return NormSequential(
         nn.Conv2d(in_channels, out_channels, 3, padding=1),
         norm_layer(out_channels, norm),
         nn.ReLU(inplace=True),
@@ -34,8 +34,11 @@ class DenseBlock(nn.Module):
         )
         self.fusion = conv_norm_relu(in_channels + num_layers * growth_rate, in_channels, norm)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, norm_statistics: NormStatistics | None = None
+    ) -> torch.Tensor:
+        """(B, in_channels, h, w) -> the same shape; `norm_statistics`: see NormStatistics."""
         features = [x]
         for layer in self.layers:
-            features.append(layer(torch.cat(features, dim=1)))
-        return self.fusion(torch.cat(features, dim=1))
+            features.append(layer(torch.cat(features, dim=1), norm_statistics))
+        return self.fusion(torch.cat(features, dim=1), norm_statistics)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from bag.layers.dense_block import conv_norm_relu
+from bag.layers.norm import NormSequential, NormStatistics
 
 
 class PlainBlock(nn.Module):
@@ -13,9 +14,12 @@ class PlainBlock(nn.Module):
 
     def __init__(self, channels: int, num_layers: int, norm: str) -> None:
         super().__init__()
-        self.layers = nn.Sequential(
+        self.layers = NormSequential(
             *(conv_norm_relu(channels, channels, norm) for _ in range(num_layers))
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+    def forward(
+        self, x: torch.Tensor, norm_statistics: NormStatistics | None = None
+    ) -> torch.Tensor:
+        """(B, channels, h, w) -> the same shape; `norm_statistics`: see NormStatistics."""
+        return self.layers(x, norm_statistics)

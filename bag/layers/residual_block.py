@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bag.layers.norm import norm_layer
+from bag.layers.norm import NormSequential, NormStatistics, norm_layer
 
 
 class ResidualBlock(nn.Module):
@@ -14,7 +14,7 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int, num_blocks: int, norm: str) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            nn.Sequential(
+            NormSequential(
                 nn.Conv2d(channels, channels, 3, padding=1),
                 norm_layer(channels, norm),
                 nn.ReLU(inplace=True),
@@ -24,7 +24,10 @@ class ResidualBlock(nn.Module):
             for _ in range(num_blocks)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, norm_statistics: NormStatistics | None = None
+    ) -> torch.Tensor:
+        """(B, channels, h, w) -> the same shape; `norm_statistics`: see NormStatistics."""
         for block in self.blocks:
-            x = x + block(x)
+            x = x + block(x, norm_statistics)
         return x

@@ -1,194 +1,24 @@
-"""Explanation: attention statistics, attention across epoch snapshots, validation logs, and
-captum attribution of an output patch (Integrated Gradients with a blurred baseline, the LAM
-progressive-blur path of Gu & Dong, CVPR 2021) with LAM's diffusion index.
+"""Attribution of an output patch with captum: Integrated Gradients from a blurred baseline and
+the LAM progressive-blur path (Gu & Dong, CVPR 2021), LAM's diffusion index, and what one
+attribution costs (so a caller can bound its settings and say how long it will take).
 
-Attention and attribution answer different questions. An attention map A_k is a weight the
-model computes (how strongly module k keeps its features at each place). An attribution map
-says which input pixels caused a chosen output: it is measured with gradients, after the fact.
+Attribution says which input pixels caused a chosen output, measured with gradients after the
+fact; an attention map (bag.attention) is a weight the model computes. They answer different
+questions.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients
-
-from bag.checkpoint import CheckpointError, load_generator
-from bag.inference import Deblurrer
-from bag.visualize import shrink
-
-ATTENTION_THRESHOLD = 0.5  # the statistic "share of pixels above" uses this level
-SNAPSHOT_NAME = re.compile(r"^epoch-(\d+)\.safetensors$")
-
-
-@dataclass(frozen=True)
-class AttentionStats:
-    """Summary of one attention map in [0, 1]."""
-
-    mean: float
-    share_above_half: float  # fraction of pixels with attention > 0.5
-
-
-def attention_stats(maps: Sequence[np.ndarray]) -> tuple[AttentionStats, ...]:
-    """Mean and share of pixels above 0.5 of each map (H, W) in [0, 1]."""
-    return tuple(
-        AttentionStats(float(np.mean(a)), float(np.mean(a > ATTENTION_THRESHOLD))) for a in maps
-    )
-
-
-@dataclass(frozen=True)
-class AttentionSummary:
-    """Attention maps A1..A4 of one forward pass, shrunk for display, with full-size stats."""
-
-    maps: tuple[np.ndarray, ...]  # float32 (h, w) in [0, 1], longest side <= the display limit
-    stats: tuple[AttentionStats, ...]  # measured on the maps at the input's full resolution
-    full_size: tuple[int, int]  # (H, W) of the input
-
-
-def summarize_attention(attention: Sequence[np.ndarray], max_side: int = 1024) -> AttentionSummary:
-    """Shrink full-resolution maps (H, W) to `max_side` for display; stats use the full maps."""
-    if not attention:
-        return AttentionSummary((), (), (0, 0))
-    full_size = tuple(int(s) for s in attention[0].shape[:2])
-    maps = tuple(np.clip(shrink(a, max_side), 0.0, 1.0) for a in attention)
-    return AttentionSummary(maps, attention_stats(attention), full_size)
-
-
-def save_attention(path: str | Path, summary: AttentionSummary) -> Path:
-    """Write a summary as .npz (maps as float16 (4, h, w), mean, share_above_half, full_size)."""
-    path = Path(path)
-    np.savez_compressed(
-        path,
-        maps=np.stack(summary.maps).astype(np.float16) if summary.maps else np.zeros((0, 1, 1)),
-        mean=np.array([s.mean for s in summary.stats], dtype=np.float64),
-        share_above_half=np.array([s.share_above_half for s in summary.stats], dtype=np.float64),
-        full_size=np.array(summary.full_size, dtype=np.int64),
-    )
-    return path
-
-
-def load_attention(path: str | Path) -> AttentionSummary:
-    """Read a summary written by `save_attention` (no pickles: arrays only)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            maps = tuple(np.clip(m.astype(np.float32), 0.0, 1.0) for m in data["maps"])
-            stats = tuple(
-                AttentionStats(float(m), float(s))
-                for m, s in zip(data["mean"], data["share_above_half"], strict=True)
-            )
-            full_size = tuple(int(s) for s in data["full_size"])
-    except (OSError, KeyError, ValueError) as error:
-        raise ValueError(f"{Path(path).name}: not an attention file ({error})") from None
-    return AttentionSummary(maps, stats, full_size)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """One epoch snapshot file of a training run."""
-
-    epoch: int
-    path: Path
-
-
-def find_snapshots(directory: str | Path) -> tuple[Snapshot, ...]:
-    """Snapshots named epoch-NNN.safetensors in `directory`, by epoch; () if there are none."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return ()
-    found = []
-    for path in directory.iterdir():
-        match = SNAPSHOT_NAME.match(path.name)
-        if match and path.is_file():
-            found.append(Snapshot(int(match.group(1)), path))
-    return tuple(sorted(found, key=lambda s: s.epoch))
-
-
-@dataclass(frozen=True)
-class AttentionEvolution:
-    """Attention maps of one image produced by each epoch snapshot, at a reduced size."""
-
-    epochs: tuple[int, ...]
-    maps: tuple[tuple[np.ndarray, ...], ...]  # [epoch][module]: float32 (h, w) in [0, 1]
-    image: np.ndarray  # the downscaled input, float32 (h, w, 3) in [0, 1]
-    original_size: tuple[int, int]  # (H, W) before downscaling
-    skipped: tuple[str, ...]  # snapshots that could not be used, with the reason
-    seconds: float
-
-    def stats(self) -> tuple[tuple[AttentionStats, ...], ...]:
-        """Per epoch, the statistics of its four maps."""
-        return tuple(attention_stats(maps) for maps in self.maps)
-
-
-def attention_evolution(
-    image: np.ndarray,
-    snapshots: Sequence[Snapshot],
-    max_side: int = 512,
-    device: str | torch.device = "cpu",
-    progress: Callable[[int, int], None] | None = None,
-) -> AttentionEvolution:
-    """Run every snapshot on `image` (H, W, 3) in [0, 1] shrunk to `max_side`; collect A1..A4.
-
-    `progress(done, total)` is called after each snapshot. Snapshots that fail to load (or
-    that have no attention) are skipped and listed in the result.
-    """
-    start = time.perf_counter()
-    small = np.clip(shrink(image, max_side), 0.0, 1.0)
-    epochs, maps, skipped = [], [], []
-    for index, snapshot in enumerate(snapshots):
-        try:
-            generator, metadata = load_generator(snapshot.path)
-        except CheckpointError as error:
-            skipped.append(f"{snapshot.path.name}: {error}")
-        else:
-            # One untiled pass: the shrunk image is small, and this is what the user sees.
-            result = Deblurrer(generator, device=device, tile=None)(small)
-            if result.attention:
-                epochs.append(int(metadata.get("epoch", snapshot.epoch)))
-                maps.append(tuple(result.attention))
-            else:
-                skipped.append(f"{snapshot.path.name}: this model has no attention maps")
-        if progress is not None:
-            progress(index + 1, len(snapshots))
-    return AttentionEvolution(
-        tuple(epochs),
-        tuple(maps),
-        small,
-        (int(image.shape[0]), int(image.shape[1])),
-        tuple(skipped),
-        time.perf_counter() - start,
-    )
-
-
-def read_metrics(path: str | Path) -> list[dict]:
-    """Validation records of metrics.jsonl with an "epoch", the last one of each epoch, sorted.
-
-    Blank or malformed lines are skipped (a log being written may end with a partial line).
-    """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    by_epoch: dict[int, dict] = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("epoch"), (int, float)):
-            by_epoch[int(record["epoch"])] = record
-    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
-
-
-# Attribution -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -293,6 +123,17 @@ class AttributionSettings:
     blur_sigma: float = 8.0  # Gaussian sigma (pixels) of the baseline / the start of the path
     target: Literal["edges", "intensity"] = "edges"  # see `patch_objective`
     batch_size: int = 8  # path points per forward/backward pass
+
+
+def path_points(settings: AttributionSettings) -> int:
+    """Forward + backward passes of one attribution: steps + 1 path points for each method."""
+    return 2 * (settings.steps + 1)
+
+
+def attribution_work(settings: AttributionSettings, crop_pixels: int) -> float:
+    """Megapixel path points of one attribution on a crop of `crop_pixels`: its time is about
+    proportional to this (the model's cost grows with the pixels it runs on)."""
+    return crop_pixels * path_points(settings) / 1e6
 
 
 @dataclass(frozen=True)

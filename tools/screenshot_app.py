@@ -1,8 +1,8 @@
 """Screenshot the app for the README: serve it on a free local port, drive Debian's headless
 Chromium with Playwright (never a downloaded browser), restore an example, save PNGs.
 
-    python train/screenshot_app.py                       # assets/screenshot.png (Restore tab)
-    python train/screenshot_app.py --all-tabs --out-dir runs/screens   # every tab, for review
+    python tools/screenshot_app.py                       # assets/screenshot.png (Restore tab)
+    python tools/screenshot_app.py --all-tabs --out-dir runs/screens   # every tab, for review
 
 Uses the shipped checkpoint, snapshots and metrics unless told otherwise.
 """
@@ -10,18 +10,41 @@ Uses the shipped checkpoint, snapshots and metrics unless told otherwise.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import socket
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as `python train/screenshot_app.py`
+from bag import Deblurrer
 
-import app  # noqa: E402
-from bag import Deblurrer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str, path: Path, package: bool = False) -> ModuleType:
+    """A module (or package) of the checkout by its file path, registered as `name`."""
+    if name in sys.modules:
+        return sys.modules[name]
+    locations = [str(path.parent)] if package else None
+    spec = importlib.util.spec_from_file_location(name, path, submodule_search_locations=locations)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _load_app() -> ModuleType:
+    """app.py and its explorer/ package from the checkout: they sit beside the installed
+    library, not in it, and this script runs from train/."""
+    _load("explorer", ROOT / "explorer" / "__init__.py", package=True)
+    return _load("app", ROOT / "app.py")
+
+
+app = _load_app()
+config = sys.modules["explorer"].config  # the app's default paths
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -49,9 +72,9 @@ def save_optimised(raw: bytes, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, default=app.DEFAULT_CHECKPOINT)
-    parser.add_argument("--snapshots", type=Path, default=app.DEFAULT_SNAPSHOTS)
-    parser.add_argument("--metrics", type=Path, default=app.DEFAULT_METRICS)
+    parser.add_argument("--checkpoint", type=Path, default=config.DEFAULT_CHECKPOINT)
+    parser.add_argument("--snapshots", type=Path, default=config.DEFAULT_SNAPSHOTS)
+    parser.add_argument("--metrics", type=Path, default=config.DEFAULT_METRICS)
     parser.add_argument("--out", type=Path, default=ROOT / "assets" / "screenshot.png")
     parser.add_argument("--all-tabs", action="store_true", help="also save one PNG per tab")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "runs" / "screenshots")
@@ -70,7 +93,7 @@ def main() -> None:
         snapshots_dir=args.snapshots,
         metrics_path=args.metrics,
     )
-    demo.queue(default_concurrency_limit=1)
+    app.configure_queue(demo)
     _, url, _ = demo.launch(
         server_name="127.0.0.1",
         server_port=free_port(),

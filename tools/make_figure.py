@@ -5,7 +5,7 @@ visible; the crop is centred on the place where A4 is highest on average, or on 
 with --center. Images without a sharp reference (real blurred photos) get an empty third cell.
 PSNR against the sharp image is written under the blurred and restored cells.
 
-  python train/make_figure.py --checkpoint checkpoints/generator.safetensors \
+  python tools/make_figure.py --checkpoint checkpoints/generator.safetensors \
       --pairs ../shared/data/gopro --photos ../shared/data/real-blur/street-07.png \
       --out checkpoints/figures/real.png
 
@@ -15,7 +15,6 @@ Images are read in place and only the figure is written.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +22,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python train/make_figure.py`
-
-from bag.data import PairedFolder  # noqa: E402
-from bag.imageio import load_image  # noqa: E402
-from bag.inference import Deblurrer  # noqa: E402
-from bag.metrics import psnr  # noqa: E402
-from bag.visualize import heatmap  # noqa: E402
+from bag.data import PairedFolder
+from bag.imageio import load_image
+from bag.inference import Deblurrer
+from bag.metrics import psnr
+from bag.visualize import heatmap
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -87,11 +84,12 @@ def main(argv: list[str] | None = None) -> None:
     titles = ("blurred", "restored", "sharp", "A4 (0 to 1)")
     for index, (name, blurred, sharp) in enumerate(items):
         result = deblurrer(blurred)
-        restored = np.asarray(result.image, dtype=np.float64) / 255.0
-        top, left, size_h, size_w = window(result.attention[3], args.crop, args.center)
+        restored = result.to_uint8().astype(np.float64) / 255.0  # the 8-bit image a user saves
+        a4 = result.attention_at_input_size()[3]  # (H, W), aligned with the image crop
+        top, left, size_h, size_w = window(a4, args.crop, args.center)
         crop = np.s_[top : top + size_h, left : left + size_w]
         cells = [blurred[crop], restored[crop], None if sharp is None else sharp[crop]]
-        cells.append(heatmap(result.attention[3])[crop])
+        cells.append(heatmap(a4)[crop])
         notes = ["", "", "no sharp reference" if sharp is None else "", ""]
         if sharp is not None:
             notes[0] = f"PSNR {psnr(blurred, sharp):.2f} dB (whole image)"

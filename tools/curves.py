@@ -1,6 +1,6 @@
 """Print a training run's validation curve as a Markdown table, and optionally draw it.
 
-  python train/curves.py checkpoints/metrics.jsonl --png checkpoints/figures/curves.png
+  python tools/curves.py checkpoints/metrics.jsonl --png checkpoints/figures/curves.png
 
 One row per epoch of metrics.jsonl: validation PSNR/SSIM of the restored images beside the
 blurred inputs', the mean content loss, the learning rate and the epoch's wall-clock time.
@@ -9,13 +9,10 @@ blurred inputs', the mean content loss, the learning rate and the epoch's wall-c
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python train/curves.py`
-
-from bag.explain import read_metrics  # noqa: E402
-from bag.visualize import figure_to_array, validation_curves  # noqa: E402
+from bag.runs import read_metrics
+from bag.visualize import figure_to_array, validation_curves
 
 
 def markdown_table(records: list[dict]) -> str:

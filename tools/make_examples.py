@@ -1,7 +1,7 @@
 """Write the app's example inputs to assets/: synthetic motion blur (bag.synthesis) applied to
 photos that ship inside scikit-image, with their sharp originals as references.
 
-    python train/make_examples.py   # assets/example-*.png, assets/sharp-*.png, examples.json
+    python tools/make_examples.py   # assets/example-*.png, assets/sharp-*.png, examples.json
 
 Deterministic: the same seed gives the same files. For each photo, seeds are tried in order
 until the mean blur extent lands in a range where the blur is clearly visible but the photo is
@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from skimage import data
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bag.synthesis import BlurSettings, synthesize_blur  # noqa: E402
+from bag.synthesis import BlurSettings, synthesize_blur
 
 # (skimage.data name, a training source of bag/sources.py?, accepted mean blur extent in px);
 # the small text photo gets a milder blur so its letters stay recognisable.
@@ -107,7 +104,7 @@ def main() -> None:
                 "mean_blur_extent_px": round(extent, 2),
             }
         )
-    manifest = {"made_by": "python train/make_examples.py", "examples": records}
+    manifest = {"made_by": "python tools/make_examples.py", "examples": records}
     (args.out / "examples.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 

@@ -1,0 +1,137 @@
+"""Carry the long training run through git: restore it into a run directory, train one part,
+save it back into the repository.
+
+The run that will become the next shipped model trains for many CPU hours, in parts of at most
+two and a half hours (a session's length). Between parts, everything needed to continue it
+lives in train/long-run/: config.json and metrics.jsonl as train.py wrote them, the generator
+snapshots, each part's log, and resume.pt cut into parts under 9 MB with a SHA-256 manifest
+(train/resume_parts.py), because no file in the repository may exceed 10 MB.
+
+  python train/long_run.py status                  # epochs done, CPU minutes, last validation
+  python train/long_run.py part --minutes 140      # restore, train one part, save it back
+  python train/long_run.py restore                 # only put the state into runs/long
+  python train/long_run.py save --log runs/long/part1.log   # only copy runs/long back
+
+`part` runs `train.py --out runs/long --resume --stop-after-minutes M`: the recipe comes from
+the saved config.json, so a clean checkout continues exactly the same run. Commit
+train/long-run/ after every part. When the run has ended, its generator and chosen snapshots
+move to checkpoints/ and train/long-run/ leaves the tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from resume_parts import join, split
+
+REPO = Path(__file__).resolve().parents[1]
+TRACKED = REPO / "train" / "long-run"
+RUN = REPO / "runs" / "long"
+RUN_FILES = ("config.json", "metrics.jsonl")
+
+
+def epochs_done(folder: Path) -> int:
+    """Complete epochs recorded in `folder`/metrics.jsonl (0 without one)."""
+    metrics = folder / "metrics.jsonl"
+    if not metrics.is_file():
+        return 0
+    return sum(1 for line in metrics.read_text().splitlines() if line.strip())
+
+
+def restore(tracked: Path, run: Path) -> None:
+    """Put the saved state into `run`, unless `run` already holds as many epochs or more."""
+    if epochs_done(run) >= epochs_done(tracked):
+        return
+    if not (tracked / "resume" / "manifest.json").is_file():
+        raise ValueError(f"{tracked} holds no saved resume state")
+    (run / "snapshots").mkdir(parents=True, exist_ok=True)
+    # The resume state first: a run directory is complete only once metrics.jsonl arrives.
+    join(tracked / "resume", run / "resume.pt")
+    for snapshot in sorted((tracked / "snapshots").glob("*.safetensors")):
+        shutil.copy2(snapshot, run / "snapshots" / snapshot.name)
+    for name in RUN_FILES:
+        shutil.copy2(tracked / name, run / name)
+
+
+def save(run: Path, tracked: Path, logs: list[Path], part_bytes: int = 9_000_000) -> None:
+    """Copy `run`'s state into `tracked`: resume.pt in parts, the other files as they are."""
+    if not (run / "resume.pt").is_file():
+        raise ValueError(f"{run} holds no resume.pt: nothing to save")
+    (tracked / "snapshots").mkdir(parents=True, exist_ok=True)
+    split(run / "resume.pt", tracked / "resume", part_bytes)
+    for snapshot in sorted((run / "snapshots").glob("*.safetensors")):
+        shutil.copy2(snapshot, tracked / "snapshots" / snapshot.name)
+    for name in RUN_FILES:
+        shutil.copy2(run / name, tracked / name)
+    (tracked / "logs").mkdir(exist_ok=True)
+    for log in logs:
+        # tqdm redraws its bar with carriage returns: keep only the last state of each line.
+        # (Bytes: read_text and str.splitlines would turn those into line ends too.)
+        text = log.read_bytes().decode(errors="replace").rstrip("\n")
+        lines = [line.split("\r")[-1] for line in text.split("\n")]
+        (tracked / "logs" / log.name).write_text("\n".join(lines) + "\n")
+
+
+def status(folder: Path) -> str:
+    """One paragraph: epochs done of the planned ones, training minutes, the last validation."""
+    done = epochs_done(folder)
+    if not done:
+        return f"{folder}: no epoch finished yet"
+    config = json.loads((folder / "config.json").read_text())
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    minutes = sum(row["seconds"] for row in rows) / 60
+    last = rows[-1]
+    gain = last["val_psnr"] - last["val_psnr_blurred"]
+    best = max(row["val_psnr"] - row["val_psnr_blurred"] for row in rows)
+    planned = config["train"]["epochs"]
+    return (
+        f"{folder}: {done} of {planned} epochs, {minutes:.0f} training minutes, "
+        f"step {last['step']}; validation gain {gain:+.2f} dB (best {best:+.2f})"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tracked", type=Path, default=TRACKED, help="folder in the repository")
+    parser.add_argument("--run", type=Path, default=RUN, help="run directory train.py writes")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("status", help="what the saved run holds")
+    commands.add_parser("restore", help="saved state -> run directory")
+    save_parser = commands.add_parser("save", help="run directory -> saved state")
+    save_parser.add_argument("--log", type=Path, action="append", default=[], help="part log")
+    part_parser = commands.add_parser("part", help="restore, train one part, save")
+    part_parser.add_argument("--minutes", type=float, required=True, help="budget of the part")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "status":
+            print(status(args.tracked))
+        elif args.command == "restore":
+            restore(args.tracked, args.run)
+            print(status(args.run))
+        elif args.command == "save":
+            save(args.run, args.tracked, args.log)
+            print(status(args.tracked))
+        else:
+            restore(args.tracked, args.run)
+            log = args.run / f"part{epochs_done(args.run):03d}.log"
+            command = [sys.executable, str(REPO / "train" / "train.py"), "--out", str(args.run)]
+            command += ["--resume", "--stop-after-minutes", str(args.minutes)]
+            with log.open("w") as stream:
+                code = subprocess.call(command, stdout=stream, stderr=subprocess.STDOUT)
+            save(args.run, args.tracked, [log])
+            print(status(args.tracked))
+            if code:
+                raise ValueError(f"train.py exited with status {code}: see {log}")
+    except ValueError as error:
+        parser.error(str(error))
+
+
+if __name__ == "__main__":
+    main()
