@@ -45,13 +45,12 @@ class Request:
     settings: AttributionSettings
     point: tuple[int, int]  # (x, y) in image pixels
     crop: tuple[int, int]  # (h, w) of the crop the model runs on
+    notes: tuple[str, ...]  # one sentence per value that differs from what was asked
 
     @property
     def crop_pixels(self) -> int:
         """Pixels of the crop."""
         return self.crop[0] * self.crop[1]
-
-    notes: tuple[str, ...]  # one sentence per value that differs from what was asked
 
 
 def _clamped(name: str, value: float, low: int, high: int, notes: list[str]) -> int:
