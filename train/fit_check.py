@@ -9,10 +9,10 @@ fixed per image (see GeneratorConfig.decoder_norm). Both generators start from t
 weights (the decoder norms aside) and see the same batches; the loss is the demo recipe's
 content loss (Charbonnier + 0.1 x FFT L1) at a constant learning rate after a short warmup.
 
-  python train/fit_check.py --photos ../shared/data/train/bsds500-train --steps 400 \\
+  python train/fit_check.py --photos ../shared/data/train/bsds500-train --steps 300 \\
       --json checkpoints/eval/fit-check.json
 
-Run nothing else heavy beside it; it takes about 12 minutes on 2 CPU cores.
+Run nothing else heavy beside it; it takes about 8 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
