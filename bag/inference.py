@@ -204,8 +204,12 @@ class Deblurrer:
         Attention maps stay at the network's resolution (1, 1, ceil(H/4), ceil(W/4)).
         """
         height, width = x.shape[-2:]
-        fits = height * width <= self.max_untiled_pixels or max(height, width) <= (self.tile or 0)
-        if self.tile is None or fits:
+        untiled = (
+            self.tile is None
+            or height * width <= self.max_untiled_pixels
+            or max(height, width) <= self.tile
+        )
+        if untiled:
             with self._autocast():
                 output = self.generator(x)
             return GeneratorOutput(output.image.float(), [a.float() for a in output.attention]), 1

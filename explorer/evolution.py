@@ -91,7 +91,7 @@ class EvolutionTab:
     details: gr.JSON
     result: gr.State  # this tab's own: the last AttentionEvolution, for the epoch slider
     snapshots_dir: Path
-    metrics_path: Path
+    records: list[dict]  # metrics.jsonl, read once when the page is built
 
     def reset(self) -> dict:
         """A new photo: the maps of the previous one are cleared."""
@@ -153,7 +153,7 @@ def build_evolution_tab(snapshots_dir: Path, metrics_path: Path) -> EvolutionTab
         details,
         result,
         snapshots_dir,
-        metrics_path,
+        records,
     )
 
 
@@ -201,12 +201,11 @@ def wire_evolution_tab(tab: EvolutionTab, context: Context) -> None:
         }
 
     def on_epoch(result: AttentionEvolution | None, epoch: float, colormap: str) -> dict:
-        records = read_metrics(tab.metrics_path)
         if result is None:
-            return {tab.epoch_view: None, tab.curves: curves(records, None)}
+            return {tab.epoch_view: None, tab.curves: curves(tab.records, None)}
         shown = result.epochs[result.nearest(epoch)]
         picture = epoch_picture(result, shown, colormap)
-        return {tab.epoch_view: picture, tab.curves: curves(records, shown)}
+        return {tab.epoch_view: picture, tab.curves: curves(tab.records, shown)}
 
     tab.button.click(
         gpu(on_compute),

@@ -79,11 +79,13 @@ def save(run: Path, tracked: Path, logs: list[Path], part_bytes: int = 9_000_000
 
 def status(folder: Path) -> str:
     """One paragraph: epochs done of the planned ones, training minutes, the last validation."""
-    done = epochs_done(folder)
-    if not done:
+    metrics = folder / "metrics.jsonl"
+    lines = metrics.read_text().splitlines() if metrics.is_file() else []
+    rows = [json.loads(line) for line in lines if line.strip()]
+    if not rows:
         return f"{folder}: no epoch finished yet"
+    done = len(rows)
     config = json.loads((folder / "config.json").read_text())
-    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     minutes = sum(row["seconds"] for row in rows) / 60
     last = rows[-1]
     gain = last["val_psnr"] - last["val_psnr_blurred"]

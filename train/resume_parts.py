@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 from pathlib import Path
+
+from bag.run_files import write_atomic
 
 MANIFEST = "manifest.json"
 
@@ -69,9 +70,7 @@ def join(folder: Path, target: Path) -> None:
     if len(data) != manifest["bytes"] or sha256(data) != manifest["sha256"]:
         raise ValueError(f"{folder}: the joined parts are not the file that was split")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    write_atomic(target, data)
 
 
 def main(argv: list[str] | None = None) -> None:

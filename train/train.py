@@ -433,8 +433,10 @@ def train_epoch(
         # identical with the state it has always saved. Saving mid-epoch would need the
         # loader's position, the penalty generator's state and the partial loss sums and
         # timings in resume.pt: a new format, which an older train.py would take for a
-        # complete epoch. What is lost is at most the steps of one epoch.
-        stopped_by = stop.requested(processes)
+        # complete epoch. What is lost is at most the steps of one epoch. Under torchrun the
+        # check is a collective, so it runs every log_every steps (on every process alike).
+        if processes.control is None or progress.n % config.log_every == 0:
+            stopped_by = stop.requested(processes)
         if stopped_by:
             break
     progress.close()
