@@ -58,3 +58,32 @@ def test_restore_and_save_say_what_is_missing(tmp_path):
     make_run(tmp_path / "tracked", epochs=1)  # metrics but no saved parts
     with pytest.raises(ValueError, match="no saved resume state"):
         long_run.restore(tmp_path / "tracked", tmp_path / "run")
+
+
+def test_finish_rebuilds_the_float32_generator_of_an_ended_run(tmp_path):
+    import torch
+    from resume_parts import split
+
+    from bag.checkpoint import load_generator, save_generator
+    from bag.model import Generator, GeneratorConfig
+    from bag.run_files import RESUME_FORMAT, RESUME_VERSION, save_resume_state
+
+    tracked, run = tmp_path / "tracked", tmp_path / "run"
+    make_run(tracked, epochs=2)
+    (tracked / "config.json").write_text(json.dumps({"train": {"epochs": 2}}))
+    torch.manual_seed(0)
+    trained = Generator(GeneratorConfig(base_channels=4, growth_rate=4, dense_layers=2))
+    save_generator(trained, tracked / "snapshots" / "epoch-002.safetensors", {"epoch": 2},
+                   dtype=torch.float16)  # fmt: skip
+    state = {"format": RESUME_FORMAT, "version": RESUME_VERSION, "epoch": 2,
+             "generator": trained.state_dict()}  # fmt: skip
+    save_resume_state(tmp_path / "resume.pt", state)
+    split(tmp_path / "resume.pt", tracked / "resume", 10_000)
+    rebuilt, metadata = load_generator(long_run.finish(tracked, run))
+    assert metadata["epoch"] == 2
+    for name, weight in trained.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[name], weight), name  # float32, not the snapshot's
+
+    (tracked / "config.json").write_text(json.dumps({"train": {"epochs": 80}}))
+    with pytest.raises(ValueError, match="2 of 80 epochs: the run has not ended"):
+        long_run.finish(tracked, run)

@@ -11,6 +11,7 @@ snapshots, each part's log, and resume.pt cut into parts under 9 MB with a SHA-2
   python train/long_run.py part --minutes 140      # restore, train one part, save it back
   python train/long_run.py restore                 # only put the state into runs/long
   python train/long_run.py save --log runs/long/part1.log   # only copy runs/long back
+  python train/long_run.py finish                  # the ended run's generator, from resume.pt
 
 `part` runs `train.py --out runs/long --resume --stop-after-minutes M`: the recipe comes from
 the saved config.json, so a clean checkout continues exactly the same run. Commit
@@ -27,7 +28,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from resume_parts import join, split
+
+from bag.checkpoint import load_generator, save_generator
+from bag.run_files import read_resume_state
 
 REPO = Path(__file__).resolve().parents[1]
 TRACKED = REPO / "train" / "long-run"
@@ -77,6 +82,28 @@ def save(run: Path, tracked: Path, logs: list[Path], part_bytes: int = 9_000_000
         (tracked / "logs" / log.name).write_text("\n".join(lines) + "\n")
 
 
+def finish(tracked: Path, run: Path) -> Path:
+    """Write `run`/generator.safetensors (float32) from the saved resume state of an ended run.
+
+    train.py writes the same file after its last epoch; this rebuilds it in a checkout where
+    only train/long-run/ survived. The architecture and metadata come from the last epoch's
+    snapshot (which holds the same weights in float16), the weights from resume.pt.
+    """
+    config = json.loads((tracked / "config.json").read_text())
+    done, planned = epochs_done(tracked), config["train"]["epochs"]
+    if done < planned:
+        raise ValueError(f"{tracked} holds {done} of {planned} epochs: the run has not ended")
+    run.mkdir(parents=True, exist_ok=True)
+    join(tracked / "resume", run / "resume.pt")
+    state = read_resume_state(run / "resume.pt")
+    generator, metadata = load_generator(tracked / "snapshots" / f"epoch-{planned:03d}.safetensors")
+    generator.load_state_dict(state["generator"])
+    if state["epoch"] != planned:
+        raise ValueError(f"resume.pt is from epoch {state['epoch']}, not the last ({planned})")
+    out = run / "generator.safetensors"
+    return save_generator(generator.to(torch.float32), out, metadata)
+
+
 def status(folder: Path) -> str:
     """One paragraph: epochs done of the planned ones, training minutes, the last validation."""
     metrics = folder / "metrics.jsonl"
@@ -106,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("status", help="what the saved run holds")
     commands.add_parser("restore", help="saved state -> run directory")
+    commands.add_parser("finish", help="ended run's generator -> run directory")
     save_parser = commands.add_parser("save", help="run directory -> saved state")
     save_parser.add_argument("--log", type=Path, action="append", default=[], help="part log")
     part_parser = commands.add_parser("part", help="restore, train one part, save")
@@ -117,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "restore":
             restore(args.tracked, args.run)
             print(status(args.run))
+        elif args.command == "finish":
+            print(finish(args.tracked, args.run))
         elif args.command == "save":
             save(args.run, args.tracked, args.log)
             print(status(args.tracked))
