@@ -197,6 +197,15 @@ def test_synthetic_from_nested_folder(tmp_path, checkpoint):
     assert attention["threshold_px"] == 2.5
     assert len(attention["auroc_pooled"]) == len(attention["mean_attention_sharp"]) == 4
     assert 0 <= attention["images_with_both_classes"] <= 3
+    bins = report["gain_by_blur_extent"]
+    assert sum(row["images"] for row in bins) == 3
+    for row in bins:
+        low, high = row["extent_px"]
+        gains = [r["psnr_gain"] for r in report["images"] if low <= r["blur_extent_mean_px"] < high]
+        assert row["worse"] == sum(g < 0 for g in gains)
+        if gains:
+            assert row["mean_gain"] == pytest.approx(np.mean(gains))
+            assert row["worst_gain"] == pytest.approx(min(gains))
 
 
 def test_calibrated_blur_makes_the_synthetic_set(tmp_path, checkpoint):

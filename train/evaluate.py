@@ -265,6 +265,27 @@ def summarise(records: list[dict]) -> dict:
     return mean
 
 
+EXTENT_BINS_PX = (0.0, 2.0, 10.0, 20.0, math.inf)  # nearly sharp, light, medium, heavy blur
+
+
+def gain_by_blur_extent(records: list[dict]) -> list[dict]:
+    """PSNR gain per bin of the images' mean true blur extent (synthetic sets only): where a
+    model helps and where it harms, e.g. nearly sharp photos that get over-sharpened."""
+    rows = []
+    for low, high in zip(EXTENT_BINS_PX, EXTENT_BINS_PX[1:], strict=False):
+        gains = [r["psnr_gain"] for r in records if low <= r["blur_extent_mean_px"] < high]
+        rows.append(
+            {
+                "extent_px": [low, high],
+                "images": len(gains),
+                "mean_gain": _mean(gains),
+                "worst_gain": min(gains) if gains else float("nan"),
+                "worse": sum(g < 0 for g in gains),
+            }
+        )
+    return rows
+
+
 def summarise_attention(records: list[dict], pooled: list[dict], threshold_px: float) -> dict:
     """Agreement of each map with the true blur: pooled over all images and per image.
 
@@ -318,6 +339,14 @@ def print_tables(records: list[dict], mean: dict, attention: dict | None) -> Non
         )
     if attention is None:
         return
+    print("\nGain by mean true blur extent")
+    for row in gain_by_blur_extent(records):
+        low, high = row["extent_px"]
+        span = f"{low:g}-{high:g} px" if math.isfinite(high) else f">= {low:g} px"
+        print(
+            f"{span:<10} {row['images']:>3} images  mean {row['mean_gain']:+.2f} dB  "
+            f"worst {row['worst_gain']:+.2f} dB  {row['worse']} worse"
+        )
     threshold = attention["threshold_px"]
     print(f"\nAttention vs true blur: AUROC for blur extent > {threshold:g} px (nan: one class)")
     header = f"{'image':<{width}}  {'blurred %':>9}  "
@@ -412,6 +441,7 @@ def main(argv: list[str] | None = None) -> dict:
         "images": records,
         "mean": mean,
         "attention": attention,
+        "gain_by_blur_extent": gain_by_blur_extent(records) if attention is not None else None,
     }
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
