@@ -1,7 +1,7 @@
 """Carry the long training run through git: restore it into a run directory, train one part,
 save it back into the repository.
 
-The run that will become the next shipped model trains for many CPU hours, in parts of at most
+A run longer than a session (the shipped model's: 4.9 hours) trains in parts of at most
 two and a half hours (a session's length). Between parts, everything needed to continue it
 lives in train/long-run/: config.json and metrics.jsonl as train.py wrote them, the generator
 snapshots, each part's log, and resume.pt cut into parts under 9 MB with a SHA-256 manifest
@@ -16,7 +16,8 @@ snapshots, each part's log, and resume.pt cut into parts under 9 MB with a SHA-2
 `part` runs `train.py --out runs/long --resume --stop-after-minutes M`: the recipe comes from
 the saved config.json, so a clean checkout continues exactly the same run. Commit
 train/long-run/ after every part. When the run has ended, its generator and chosen snapshots
-move to checkpoints/ and train/long-run/ leaves the tree.
+move to checkpoints/ (`finish` writes the float32 generator from the saved state) and
+train/long-run/ leaves the tree.
 """
 
 from __future__ import annotations
