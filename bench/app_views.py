@@ -11,20 +11,20 @@ app's default downscale) under 15 s, and an attribution with the app's default s
 maximum, which `explorer.explain_settings.resolve` bounds (fewer path steps) to what it expects
 to take under 10 s, run as the tab runs it, with the expected and the measured time. The photo
 is bench/inference.py's: a real GoPro frame from ../shared/data when it is there, else a smooth
-pattern, at 1280x720. Each measurement is repeated and the median kept.
+pattern, at 1280x720. The three run in interleaved rounds (bench/inference.py's `interleaved`)
+and each keeps its median.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
-import statistics
-import time
 from pathlib import Path
 
 import torch
-from inference import test_image  # bench/inference.py, beside this script
+from inference import interleaved, test_image  # bench/inference.py, beside this script
 
 from bag import load_generator
 from bag.attention import attention_evolution
@@ -36,17 +36,6 @@ from explorer.explain_settings import EXPLAIN_BUDGET_S, LIMITS, Clock, resolve
 ROOT = Path(__file__).resolve().parent.parent
 
 EVOLUTION_MAX_SIDE = 512  # the app's default (explorer.config.EVOLUTION_MAX_SIDE)
-
-
-def median_seconds(run, repeats: int) -> float:
-    """Median wall-clock seconds of `repeats` calls of `run` (after one warm-up call)."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -63,22 +52,22 @@ def main() -> None:
         raise SystemExit(f"error: no epoch-NNN.safetensors snapshots in {args.snapshots}")
     generator, _ = load_generator(args.checkpoint)
     generator.eval()
-    settings = AttributionSettings()
     height, width = image.shape[:2]
-
-    evolution = median_seconds(
-        lambda: attention_evolution(image, snapshots, max_side=EVOLUTION_MAX_SIDE), args.repeats
-    )
-    explain = median_seconds(
-        lambda: explain_patch(lambda x: generator(x).image, image, (width / 2, height / 2)),
-        args.repeats,
-    )
     clock = Clock()
     largest = {name: high for name, (_, high) in LIMITS.items()}
     request = resolve((height, width), width / 2, height / 2, largest, "edges", clock)
-    worst = median_seconds(
-        lambda: explain_patch(lambda x: generator(x).image, image, request.point, request.settings),
+
+    def restored(x: torch.Tensor) -> torch.Tensor:
+        return generator(x).image
+
+    seconds = interleaved(
+        {
+            "evolution": lambda: attention_evolution(image, snapshots, max_side=EVOLUTION_MAX_SIDE),
+            "explain": lambda: explain_patch(restored, image, (width / 2, height / 2)),
+            "slowest": lambda: explain_patch(restored, image, request.point, request.settings),
+        },
         args.repeats,
+        torch.device("cpu"),
     )
     report = {
         "image": f"{source} ({width}x{height})",
@@ -88,27 +77,19 @@ def main() -> None:
         "evolution": {
             "snapshots": len(snapshots),
             "max_side": EVOLUTION_MAX_SIDE,
-            "median_seconds": round(evolution, 2),
+            "median_seconds": round(seconds["evolution"], 2),
             "target_seconds": 15,
         },
         "explain": {
-            "settings": {
-                "patch_size": settings.patch_size,
-                "crop_size": settings.crop_size,
-                "steps": settings.steps,
-            },
-            "median_seconds": round(explain, 2),
+            "settings": dataclasses.asdict(AttributionSettings()),
+            "median_seconds": round(seconds["explain"], 2),
             "target_seconds": 10,
         },
         "explain_slowest_allowed": {
             "asked": largest,
-            "used": {
-                "patch_size": request.settings.patch_size,
-                "crop_size": request.settings.crop_size,
-                "steps": request.settings.steps,
-            },
+            "used": dataclasses.asdict(request.settings),
             "expected_seconds": round(clock.expected(request.settings, request.crop_pixels), 2),
-            "median_seconds": round(worst, 2),
+            "median_seconds": round(seconds["slowest"], 2),
             "target_seconds": EXPLAIN_BUDGET_S,
         },
     }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import platform
 import statistics
@@ -158,20 +159,25 @@ def memory_12mp(checkpoint: str | None, device: str) -> float:
     return cuda if device.startswith("cuda") else rss
 
 
+def forward(
+    network: nn.Module, inputs: torch.Tensor, dtype: torch.dtype | None
+) -> Callable[[], torch.Tensor]:
+    """A call of `network` (a generator, or one compiled) on `inputs` under `dtype` autocast
+    (None: none), returning the image (1, 3, H, W) in [0, 1]."""
+
+    def run() -> torch.Tensor:
+        with torch.no_grad(), torch.autocast(inputs.device.type, dtype, enabled=dtype is not None):
+            return network(inputs).image
+
+    return run
+
+
 def network_variants(
     generator: Generator, x: torch.Tensor, device: torch.device
 ) -> dict[str, Callable[[], torch.Tensor]]:
     """One forward of `x` per precision and layout, returning the image (1, 3, H, W) in [0, 1]."""
     channels_last = x.contiguous(memory_format=torch.channels_last)
     generator_cl = copy.deepcopy(generator).to(memory_format=torch.channels_last)
-
-    def forward(network: Generator, inputs: torch.Tensor, dtype: torch.dtype | None):
-        def run() -> torch.Tensor:
-            with torch.no_grad(), torch.autocast(device.type, dtype, enabled=dtype is not None):
-                return network(inputs).image
-
-        return run
-
     variants = {
         "fp32 forward": forward(generator, x, None),
         "fp32 forward, channels-last": forward(generator_cl, channels_last, None),
@@ -278,13 +284,8 @@ def main() -> None:
             max(1, args.repeats // 2),
             device,
         )["explain"]
-        settings = AttributionSettings()
         report["explain_default_seconds"] = round(explain, 2)
-        report["explain_default_settings"] = {
-            "patch_size": settings.patch_size,
-            "crop_size": settings.crop_size,
-            "steps": settings.steps,
-        }
+        report["explain_default_settings"] = dataclasses.asdict(AttributionSettings())
         print(f"  Explain click, default settings: {explain:.2f} s (target 10 s)")
     print(json.dumps(report, indent=2))
     if args.json:

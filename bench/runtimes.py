@@ -27,7 +27,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from inference import cpu_name, difference, interleaved, load, test_image  # beside this script
+from inference import (  # bench/inference.py, beside this script
+    cpu_name,
+    difference,
+    forward,
+    interleaved,
+    load,
+    test_image,
+)
 
 HEIGHT, WIDTH = 720, 1280
 
@@ -43,21 +50,13 @@ class ImageOnly(torch.nn.Module):
         return self.generator(x).image
 
 
-def timed(make: Callable[[], Callable[[], np.ndarray]]) -> tuple[Callable[[], np.ndarray], float]:
+def timed(make: Callable[[], Callable[[], object]]) -> tuple[Callable[[], object], float]:
     """Build a runner with `make` and call it once; returns it and the seconds until the first
     output (export, compile and first call)."""
     start = time.perf_counter()
     run = make()
     run()
     return run, time.perf_counter() - start
-
-
-def torch_runner(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None):
-    def run() -> np.ndarray:
-        with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-            return model(x).float().numpy()
-
-    return run
 
 
 def export_onnx(model: torch.nn.Module, x: torch.Tensor, folder: Path) -> Path:
@@ -74,22 +73,22 @@ def main() -> None:
     args = parser.parse_args()
 
     generator, source = load(args.checkpoint)
-    model = ImageOnly(generator.eval())
+    generator.eval()
     image, photo = test_image(HEIGHT, WIDTH)
     x = torch.from_numpy(image).permute(2, 0, 1)[None].contiguous()
     x_cl = x.clone(memory_format=torch.channels_last)
-    reference = torch_runner(model, x, None)()
-    runners: dict[str, Callable[[], np.ndarray]] = {}
+    reference = forward(generator, x, None)()
+    runners: dict[str, Callable[[], np.ndarray | torch.Tensor]] = {}
     setup: dict[str, float] = {}
     skipped: list[str] = []
 
-    runners["pytorch bf16 channels-last (the Deblurrer's)"] = torch_runner(
-        model, x_cl, torch.bfloat16
+    runners["pytorch bf16 channels-last (the Deblurrer's)"] = forward(
+        generator, x_cl, torch.bfloat16
     )
-    runners["pytorch fp32"] = torch_runner(model, x, None)
-    compiled = torch.compile(model)
+    runners["pytorch fp32"] = forward(generator, x, None)
+    compiled = torch.compile(generator)
     name = "torch.compile bf16 channels-last"
-    runners[name], setup[name] = timed(lambda: torch_runner(compiled, x_cl, torch.bfloat16))
+    runners[name], setup[name] = timed(lambda: forward(compiled, x_cl, torch.bfloat16))
 
     with tempfile.TemporaryDirectory() as folder:
         onnx_path = None
@@ -97,7 +96,7 @@ def main() -> None:
             skipped.append("ONNX export (pip install onnx)")
         else:
             start = time.perf_counter()
-            onnx_path = export_onnx(model, x, Path(folder))
+            onnx_path = export_onnx(ImageOnly(generator), x, Path(folder))
             export_seconds = time.perf_counter() - start
         if onnx_path is not None and importlib.util.find_spec("onnxruntime") is not None:
             import onnxruntime
@@ -136,7 +135,7 @@ def main() -> None:
         outputs = {name: run() for name, run in runners.items()}
 
     def to_unit(a: np.ndarray) -> np.ndarray:  # (1, 3, H, W) -> (H, W, 3), both in [0, 1]
-        return np.asarray(a, dtype=np.float32)[0].transpose(1, 2, 0)
+        return np.asarray(a.float() if isinstance(a, torch.Tensor) else a)[0].transpose(1, 2, 0)
 
     base = next(iter(seconds.values()))
     report = {

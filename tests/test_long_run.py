@@ -6,9 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import load_script
 
-load_script("train/resume_parts.py")  # long_run imports it by name
+from bag.checkpoint import load_generator, save_generator
+from bag.model import Generator, GeneratorConfig
+from bag.run_files import RESUME_FORMAT, RESUME_VERSION, save_resume_state
+
+resume_parts = load_script("train/resume_parts.py")  # long_run imports it by name
 long_run = load_script("train/long_run.py")
 
 
@@ -61,13 +66,6 @@ def test_restore_and_save_say_what_is_missing(tmp_path):
 
 
 def test_finish_rebuilds_the_float32_generator_of_an_ended_run(tmp_path):
-    import torch
-    from resume_parts import split
-
-    from bag.checkpoint import load_generator, save_generator
-    from bag.model import Generator, GeneratorConfig
-    from bag.run_files import RESUME_FORMAT, RESUME_VERSION, save_resume_state
-
     tracked, run = tmp_path / "tracked", tmp_path / "run"
     make_run(tracked, epochs=2)
     (tracked / "config.json").write_text(json.dumps({"train": {"epochs": 2}}))
@@ -78,7 +76,7 @@ def test_finish_rebuilds_the_float32_generator_of_an_ended_run(tmp_path):
     state = {"format": RESUME_FORMAT, "version": RESUME_VERSION, "epoch": 2,
              "generator": trained.state_dict()}  # fmt: skip
     save_resume_state(tmp_path / "resume.pt", state)
-    split(tmp_path / "resume.pt", tracked / "resume", 10_000)
+    resume_parts.split(tmp_path / "resume.pt", tracked / "resume", 10_000)
     rebuilt, metadata = load_generator(long_run.finish(tracked, run))
     assert metadata["epoch"] == 2
     for name, weight in trained.state_dict().items():

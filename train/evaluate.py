@@ -323,7 +323,9 @@ def _json_safe(value):
     return value
 
 
-def print_tables(records: list[dict], mean: dict, attention: dict | None) -> None:
+def print_tables(
+    records: list[dict], mean: dict, attention: dict | None, by_extent: list[dict] | None
+) -> None:
     """The per-image PSNR/SSIM table with its mean, then the attention table if any."""
     width = max([len(r["name"]) for r in records] + [len("mean A, blurred")])
     header = f"{'image':<{width}}  {'size':>9}  {'blurred PSNR':>12} {'SSIM':>6}  "
@@ -337,10 +339,10 @@ def print_tables(records: list[dict], mean: dict, attention: dict | None) -> Non
             f"  {r['restored_psnr']:>13.2f} {r['restored_ssim']:>6.3f}  {r['psnr_gain']:>+7.2f}"
             f" {r['ssim_gain']:>+7.3f}"
         )
-    if attention is None:
+    if attention is None or by_extent is None:
         return
     print("\nGain by mean true blur extent")
-    for row in gain_by_blur_extent(records):
+    for row in by_extent:
         low, high = row["extent_px"]
         span = f"{low:g}-{high:g} px" if math.isfinite(high) else f">= {low:g} px"
         print(
@@ -405,7 +407,8 @@ def main(argv: list[str] | None = None) -> dict:
         progress.set_postfix(psnr=f"{record['restored_psnr']:.2f}")
     mean = summarise(records)
     attention = summarise_attention(records, pooled, args.extent_threshold) if pooled else None
-    print_tables(records, mean, attention)
+    by_extent = gain_by_blur_extent(records) if pooled else None  # sets with a true blur extent
+    print_tables(records, mean, attention, by_extent)
 
     report = {
         "checkpoint": str(args.checkpoint),
@@ -441,7 +444,7 @@ def main(argv: list[str] | None = None) -> dict:
         "images": records,
         "mean": mean,
         "attention": attention,
-        "gain_by_blur_extent": gain_by_blur_extent(records) if attention is not None else None,
+        "gain_by_blur_extent": by_extent,
     }
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -29,10 +29,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
 from resume_parts import join, split
 
-from bag.checkpoint import load_generator, save_generator
+from bag.checkpoint import read_metadata, save_generator
+from bag.model import Generator
 from bag.run_files import read_resume_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +88,8 @@ def finish(tracked: Path, run: Path) -> Path:
 
     train.py writes the same file after its last epoch; this rebuilds it in a checkout where
     only train/long-run/ survived. The architecture and metadata come from the last epoch's
-    snapshot (which holds the same weights in float16), the weights from resume.pt.
+    snapshot (the same weights in float16, written with the same metadata), the weights from
+    resume.pt.
     """
     config = json.loads((tracked / "config.json").read_text())
     done, planned = epochs_done(tracked), config["train"]["epochs"]
@@ -97,12 +98,12 @@ def finish(tracked: Path, run: Path) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     join(tracked / "resume", run / "resume.pt")
     state = read_resume_state(run / "resume.pt")
-    generator, metadata = load_generator(tracked / "snapshots" / f"epoch-{planned:03d}.safetensors")
-    generator.load_state_dict(state["generator"])
     if state["epoch"] != planned:
         raise ValueError(f"resume.pt is from epoch {state['epoch']}, not the last ({planned})")
-    out = run / "generator.safetensors"
-    return save_generator(generator.to(torch.float32), out, metadata)
+    config, metadata = read_metadata(tracked / "snapshots" / f"epoch-{planned:03d}.safetensors")
+    generator = Generator(config)
+    generator.load_state_dict(state["generator"])
+    return save_generator(generator, run / "generator.safetensors", metadata)
 
 
 def status(folder: Path) -> str:
